@@ -1,0 +1,39 @@
+"""The one place that decides where torch models run.
+
+CUDA with float16 when a GPU is present, else CPU with float32 (and a warning, once,
+because users on a laptop should know why a model is slower than on the lecturer's GPU).
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+
+
+@dataclass(frozen=True)
+class Placement:
+    device: torch.device  # where tensors and modules live
+    dtype: torch.dtype  # float16 on CUDA, float32 on CPU
+
+    @property
+    def fp16(self) -> bool:
+        return self.dtype == torch.float16
+
+
+@lru_cache(maxsize=1)
+def placement() -> Placement:
+    """Pick CUDA+float16 if available, else CPU+float32.
+
+    Set LIVELEARNER_DEVICE=cpu to force the CPU on a machine with a GPU.
+    """
+    forced = os.environ.get("LIVELEARNER_DEVICE", "").lower()
+    if forced != "cpu" and torch.cuda.is_available():
+        return Placement(torch.device("cuda"), torch.float16)
+    if forced not in ("", "cpu"):
+        warnings.warn(f"LIVELEARNER_DEVICE={forced!r} asked for, but no CUDA device is usable; using CPU.")
+    elif not forced:
+        warnings.warn("No CUDA GPU found: running on CPU in float32 (slower, same results).", stacklevel=2)
+    return Placement(torch.device("cpu"), torch.float32)

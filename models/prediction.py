@@ -1,0 +1,156 @@
+"""The one prediction type used by every pipeline (vision, speech, text, tabular).
+
+A `Prediction` carries calibrated class probabilities and everything derived from them
+that the UI, the review queue and the drift monitor need: entropy, margin, the conformal
+prediction set (when the model has been calibrated) and the routing decision.
+The UI and the CLI only render it; they never recompute it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Sequence
+
+import numpy as np
+
+
+class Decision(str, Enum):
+    ACCEPT = "accept"  # confident enough to act on automatically
+    REVIEW = "review"  # send to a human (Review tab)
+    ABSTAIN = "abstain"  # too uncertain (or no usable input) to say anything
+
+
+@dataclass(frozen=True)
+class RoutingPolicy:
+    """Thresholds on the calibrated top-class probability.
+
+    Defaults follow the lesson: auto-accept when the model is at least 90% sure
+    (for a binary task that is p >= 0.9 or p <= 0.1 of the positive class, which is
+    the same as top-class >= 0.9); abstain when the top class is barely better than
+    a coin flip over the classes; everything in between goes to review.
+    """
+
+    accept_at: float = 0.9  # top-class probability at or above which we accept
+    abstain_below: float | None = None  # None: 1.5 / n_classes (50% above uniform)
+
+    def decide(self, top_prob: float, n_classes: int) -> Decision:
+        if not math.isfinite(top_prob):
+            return Decision.ABSTAIN
+        floor = self.abstain_below if self.abstain_below is not None else min(1.5 / max(n_classes, 1), 0.5)
+        if top_prob >= self.accept_at:
+            return Decision.ACCEPT
+        if top_prob < floor:
+            return Decision.ABSTAIN
+        return Decision.REVIEW
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One model output for one input (a frame, a face, a hand, a transcript segment).
+
+    probs: (n_classes,) float64, non-negative, sums to 1; calibrated if the model
+    carries a calibration (temperature scaling), raw softmax otherwise.
+    """
+
+    classes: tuple[str, ...]
+    probs: np.ndarray  # (n_classes,)
+    decision: Decision
+    prediction_set: tuple[str, ...] | None = None  # conformal set; None when uncalibrated
+    coverage: float | None = None  # target coverage of prediction_set, e.g. 0.9
+    calibrated: bool = False
+    timestamp_s: float = 0.0  # capture time of the input (time.monotonic() seconds)
+    latency_ms: float = 0.0  # model time for this input
+    box: tuple[int, int, int, int] | None = None  # (x0, y0, x1, y1) pixels, for detections
+    track_id: int | None = None  # stable id of a tracked face/hand across frames
+    extra: dict[str, Any] = field(default_factory=dict)  # pipeline-specific (e.g. ASR confidence)
+
+    @property
+    def top_index(self) -> int:
+        return int(np.argmax(self.probs))
+
+    @property
+    def label(self) -> str:
+        return self.classes[self.top_index]
+
+    @property
+    def confidence(self) -> float:
+        return float(self.probs[self.top_index])
+
+    @property
+    def entropy(self) -> float:
+        """Shannon entropy in nats (0 = certain, log(n) = uniform)."""
+        p = self.probs[self.probs > 0]
+        return float(-(p * np.log(p)).sum())
+
+    @property
+    def margin(self) -> float:
+        """Top probability minus the runner-up (1 for a single class)."""
+        if len(self.probs) < 2:
+            return 1.0
+        top2 = np.sort(self.probs)[-2:]
+        return float(top2[1] - top2[0])
+
+    def as_label_dict(self) -> dict[str, float]:
+        """{class: probability}, the shape gr.Label takes."""
+        return {c: float(p) for c, p in zip(self.classes, self.probs)}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (for logs, the review queue and the CLI)."""
+        return {
+            "label": self.label,
+            "confidence": self.confidence,
+            "probs": self.as_label_dict(),
+            "entropy": self.entropy,
+            "margin": self.margin,
+            "prediction_set": list(self.prediction_set) if self.prediction_set is not None else None,
+            "coverage": self.coverage,
+            "calibrated": self.calibrated,
+            "decision": self.decision.value,
+            "timestamp_s": self.timestamp_s,
+            "latency_ms": self.latency_ms,
+            "box": list(self.box) if self.box is not None else None,
+            "track_id": self.track_id,
+            **({"extra": self.extra} if self.extra else {}),
+        }
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0, axis: int = -1) -> np.ndarray:
+    """Numerically stable softmax of logits / temperature."""
+    z = np.asarray(logits, dtype=np.float64) / float(temperature)
+    z = z - z.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def make_prediction(
+    classes: Sequence[str],
+    probs: np.ndarray,
+    *,
+    policy: RoutingPolicy = RoutingPolicy(),
+    conformal_qhat: float | None = None,
+    coverage: float | None = None,
+    calibrated: bool = False,
+    **meta: Any,
+) -> Prediction:
+    """Build a Prediction from (already calibrated) probabilities.
+
+    conformal_qhat: split-conformal threshold on the score 1 - p(class); the set holds every
+    class with p >= 1 - qhat (the top class is always included so the set is never empty).
+    """
+    p = np.asarray(probs, dtype=np.float64).reshape(-1)
+    if len(p) != len(classes):
+        raise ValueError(f"{len(p)} probabilities for {len(classes)} classes {list(classes)}")
+    if not np.all(np.isfinite(p)) or p.sum() <= 0:
+        p = np.full(len(classes), 1.0 / len(classes))
+        return Prediction(tuple(classes), p, Decision.ABSTAIN, calibrated=calibrated, **meta)
+    p = np.clip(p, 0.0, None)
+    p = p / p.sum()
+    pset = None
+    if conformal_qhat is not None:
+        keep = p >= 1.0 - conformal_qhat
+        keep[int(np.argmax(p))] = True
+        order = np.argsort(-p)
+        pset = tuple(classes[i] for i in order if keep[i])
+    decision = policy.decide(float(p.max()), len(classes))
+    return Prediction(tuple(classes), p, decision, pset, coverage, calibrated, **meta)
