@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "demos.cli_listen",  # listen: live transcription in the terminal
     "demos.cli_watch",  # watch: live vision with overlay
     "demos.cli_train",  # train, evaluate, compare
+    "demos.cli_defaults",  # train-default: retrain the shipped emotion / sign models
 )
 
 
