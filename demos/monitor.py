@@ -1,0 +1,287 @@
+"""Drift and health monitoring for the live app.
+
+What is watched, per pipeline ("emotion", "sign", "speech", ...):
+- input statistics: frame brightness, face size (box area / frame area), audio level (dBFS),
+  speech rate (words per second of committed transcript);
+- output statistics: calibrated top-class confidence and entropy of recent predictions;
+- the share of predictions routed to review, per minute;
+- compute time (model) against wall time (between results), so a pipeline that cannot keep up
+  is visible.
+
+Each recent window is compared with a reference sample: the validation baseline of the deployed
+model when there is one (`set_baseline`), else the first `warmup` values of this run (said so on
+the page: drift against the start of the session, not against validation). The alarm uses the
+population stability index (PSI > 0.25 is the usual "significant shift") together with a
+two-sample Kolmogorov-Smirnov test (p < 0.01), and only once both samples have `min_samples`.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.prediction import Decision, Prediction
+
+DB_FLOOR = -100.0  # dBFS reported for digital silence
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    window: int = 300  # recent values kept per statistic (bounded memory)
+    warmup: int = 100  # values taken as the reference when no validation baseline is set
+    min_samples: int = 30  # no alarm before both samples have this many values
+    psi_alarm: float = 0.25  # PSI above this is a significant shift
+    ks_p_alarm: float = 0.01  # KS p-value below this is a significant shift
+    bins: int = 10  # quantile bins of the reference for PSI
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    stat: str  # e.g. "emotion/brightness"
+    n_reference: int
+    n_recent: int
+    reference_source: str  # "validation" or "warm-up"
+    psi: float
+    ks_p: float
+    alarm: bool
+    reference_mean: float
+    recent_mean: float
+
+
+# --- input statistics (pure functions on arrays) ---------------------------------------------
+
+
+def brightness(frame_rgb: np.ndarray) -> float:
+    """Mean luma in [0, 1] of an (H, W, 3) uint8 RGB or (H, W) grey frame."""
+    f = np.asarray(frame_rgb, dtype=np.float32)
+    if f.ndim == 3:
+        f = f[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return float(f.mean() / 255.0)
+
+
+def face_size(box: tuple[int, int, int, int], frame_shape: tuple[int, ...]) -> float:
+    """Box area as a fraction of the frame area (0..1)."""
+    x0, y0, x1, y1 = box
+    h, w = frame_shape[:2]
+    return float(max(0, x1 - x0) * max(0, y1 - y0) / max(1, h * w))
+
+
+def audio_level_db(samples: np.ndarray) -> float:
+    """RMS level in dBFS of float audio in [-1, 1] (DB_FLOOR for silence or empty input)."""
+    x = np.asarray(samples, dtype=np.float64)
+    if x.size == 0 or not np.all(np.isfinite(x)):
+        return DB_FLOOR
+    rms = math.sqrt(float(np.mean(x * x)))
+    return max(DB_FLOOR, 20.0 * math.log10(rms)) if rms > 0 else DB_FLOOR
+
+
+def speech_rate_wps(text: str, duration_s: float) -> float:
+    """Words per second of a committed segment (0 for an empty or zero-length one)."""
+    words = len(text.split())
+    return words / duration_s if duration_s > 0 else 0.0
+
+
+# --- drift tests ------------------------------------------------------------------------------
+
+
+def psi(reference: np.ndarray, recent: np.ndarray, bins: int = 10) -> float:
+    """Population stability index of `recent` against quantile bins of `reference`."""
+    ref = np.asarray(reference, dtype=np.float64)
+    cur = np.asarray(recent, dtype=np.float64)
+    edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)))
+    if len(edges) < 2:  # constant reference: any different value is a shift
+        same = np.isclose(cur, ref[0]).mean() if len(cur) else 1.0
+        return 0.0 if same == 1.0 else float("inf")
+    edges[0], edges[-1] = -np.inf, np.inf
+    eps = 1e-4
+    p = np.histogram(ref, edges)[0] / len(ref) + eps
+    q = np.histogram(cur, edges)[0] / len(cur) + eps
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def ks_pvalue(reference: np.ndarray, recent: np.ndarray) -> float:
+    from scipy.stats import ks_2samp
+
+    return float(ks_2samp(reference, recent).pvalue)
+
+
+class Monitor:
+    """Thread-safe collector shared by every session of the app."""
+
+    def __init__(self, settings: MonitorSettings = MonitorSettings()):
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._recent: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=settings.window))
+        self._warmup: dict[str, list[float]] = defaultdict(list)
+        # values seen after the warm-up filled up: compared with the warm-up when there is no baseline
+        self._post_warmup: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=settings.window))
+        self._baseline: dict[str, np.ndarray] = {}
+        self._routing: dict[str, deque[tuple[float, bool]]] = defaultdict(lambda: deque(maxlen=5000))
+        self._timing: dict[str, deque[tuple[float, float]]] = defaultdict(lambda: deque(maxlen=settings.window))
+        self._last_result_s: dict[str, float] = {}
+
+    # --- recording ----------------------------------------------------------------------------
+
+    def record(self, stat: str, value: float) -> None:
+        if not math.isfinite(value):
+            return
+        with self._lock:
+            self._recent[stat].append(float(value))
+            warm = self._warmup[stat]
+            if len(warm) < self.settings.warmup:
+                warm.append(float(value))
+            else:
+                self._post_warmup[stat].append(float(value))
+
+    def record_frame(self, pipeline: str, frame_rgb: np.ndarray, predictions: list[Prediction]) -> None:
+        self.record(f"{pipeline}/brightness", brightness(frame_rgb))
+        for p in predictions:
+            if p.box is not None:
+                self.record(f"{pipeline}/face_size", face_size(p.box, frame_rgb.shape))
+        self.record_predictions(pipeline, predictions)
+
+    def record_audio(self, pipeline: str, samples: np.ndarray) -> None:
+        self.record(f"{pipeline}/audio_level_db", audio_level_db(samples))
+
+    def record_predictions(self, pipeline: str, predictions: list[Prediction]) -> None:
+        now = time.time()
+        for p in predictions:
+            self.record(f"{pipeline}/confidence", p.confidence)
+            self.record(f"{pipeline}/entropy", p.entropy)
+            with self._lock:
+                self._routing[pipeline].append((now, p.decision is Decision.REVIEW))
+
+    def record_timing(self, pipeline: str, compute_ms: float) -> None:
+        """Model time of one result; wall time is measured between consecutive results."""
+        now = time.monotonic()
+        with self._lock:
+            last = self._last_result_s.get(pipeline)
+            self._last_result_s[pipeline] = now
+            wall_ms = (now - last) * 1000.0 if last is not None else float("nan")
+            self._timing[pipeline].append((float(compute_ms), wall_ms))
+
+    def set_baseline(self, stat: str, values: np.ndarray) -> None:
+        """Reference sample from validation (e.g. the deployed model's validation confidences)."""
+        v = np.asarray(values, dtype=np.float64).reshape(-1)
+        v = v[np.isfinite(v)]
+        with self._lock:
+            self._baseline[stat] = v
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def stats(self) -> list[str]:
+        with self._lock:
+            return sorted(self._recent)
+
+    def values(self, stat: str) -> tuple[np.ndarray, np.ndarray, str]:
+        """(reference, recent, reference source) for one statistic."""
+        with self._lock:
+            recent = np.array(self._recent.get(stat, ()), dtype=np.float64)
+            if stat in self._baseline:
+                return self._baseline[stat].copy(), recent, "validation"
+            warm = np.array(self._warmup.get(stat, ()), dtype=np.float64)
+            after = np.array(self._post_warmup.get(stat, ()), dtype=np.float64)
+        return warm, after, "warm-up"
+
+    def drift(self, stat: str) -> DriftResult:
+        ref, cur, source = self.values(stat)
+        s = self.settings
+        enough = len(ref) >= s.min_samples and len(cur) >= s.min_samples
+        value_psi = psi(ref, cur, s.bins) if enough else float("nan")
+        value_p = ks_pvalue(ref, cur) if enough else float("nan")
+        alarm = bool(enough and (value_psi > s.psi_alarm and value_p < s.ks_p_alarm))
+        return DriftResult(
+            stat, len(ref), len(cur), source, value_psi, value_p, alarm,
+            float(ref.mean()) if len(ref) else float("nan"), float(cur.mean()) if len(cur) else float("nan"),
+        )
+
+    def drift_table(self) -> list[DriftResult]:
+        return [self.drift(stat) for stat in self.stats()]
+
+    def review_rate(self, pipeline: str, bucket_s: float = 60.0) -> list[tuple[float, int, float]]:
+        """[(bucket start wall-clock s, predictions, share routed to review)] oldest first."""
+        with self._lock:
+            events = list(self._routing.get(pipeline, ()))
+        buckets: dict[float, list[bool]] = defaultdict(list)
+        for t, reviewed in events:
+            buckets[math.floor(t / bucket_s) * bucket_s].append(reviewed)
+        return [(b, len(v), float(np.mean(v))) for b, v in sorted(buckets.items())]
+
+    def timing(self, pipeline: str) -> dict[str, float]:
+        """Median compute and wall time per result, and their ratio (busy fraction)."""
+        with self._lock:
+            rows = list(self._timing.get(pipeline, ()))
+        if not rows:
+            return {"compute_median_ms": float("nan"), "wall_median_ms": float("nan"), "busy_fraction": float("nan"), "n": 0}
+        compute = np.array([c for c, _ in rows])
+        wall = np.array([w for _, w in rows if math.isfinite(w)])
+        compute_ms = float(np.median(compute))
+        wall_ms = float(np.median(wall)) if len(wall) else float("nan")
+        return {
+            "compute_median_ms": compute_ms,
+            "wall_median_ms": wall_ms,
+            "busy_fraction": compute_ms / wall_ms if wall_ms and math.isfinite(wall_ms) else float("nan"),
+            "n": len(rows),
+        }
+
+    def pipelines(self) -> list[str]:
+        with self._lock:
+            return sorted(set(self._timing) | set(self._routing))
+
+
+def drift_figure(monitor: Monitor, stats: list[str] | None = None):
+    """Histograms of reference vs recent values per statistic; an alarm turns the title red."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stats = stats if stats is not None else monitor.stats()
+    n = max(1, len(stats))
+    cols = min(3, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False)
+    for ax in axes.flat[len(stats):]:
+        ax.axis("off")
+    if not stats:
+        axes[0, 0].text(0.5, 0.5, "No data yet: start the webcam or the microphone.", ha="center", va="center")
+    for ax, stat in zip(axes.flat, stats):
+        ref, cur, source = monitor.values(stat)
+        result = monitor.drift(stat)
+        both = np.concatenate([ref, cur]) if len(ref) + len(cur) else np.zeros(1)
+        edges = np.histogram_bin_edges(both, bins=20)
+        if len(ref):
+            ax.hist(ref, edges, density=True, alpha=0.5, label=f"{source} (n={len(ref)})")
+        if len(cur):
+            ax.hist(cur, edges, density=True, alpha=0.5, label=f"recent (n={len(cur)})")
+        title = f"{stat}  PSI={result.psi:.2f}" if math.isfinite(result.psi) else f"{stat}  (collecting)"
+        ax.set_title(("DRIFT " if result.alarm else "") + title, fontsize=9, color="red" if result.alarm else "black")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def review_rate_figure(monitor: Monitor):
+    """Share of predictions routed to review per minute, one line per pipeline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 2.6))
+    for pipeline in monitor.pipelines():
+        rows = monitor.review_rate(pipeline)
+        if rows:
+            t0 = rows[0][0]
+            ax.plot([(t - t0) / 60 for t, _, _ in rows], [r for _, _, r in rows], marker="o", label=pipeline)
+    ax.set_xlabel("minutes")
+    ax.set_ylabel("share sent to review")
+    ax.set_ylim(0, 1)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
