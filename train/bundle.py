@@ -1,0 +1,325 @@
+"""Model bundles: what training hands to the live pipelines, and how they load it.
+
+A bundle is a folder:
+
+    bundle.json   {"format": 1, "task": "image"|"landmarks"|"text"|"tabular", "backend": ...,
+                   "classes": [...], "temperature": T, "conformal_qhat": q|null, "coverage": 0.9|null,
+                   "policy": {"accept_at": 0.9, "abstain_below": null}, "input": {...task-specific...}}
+    model.pkl     fastai `learn.export()` (absent for zero-shot text bundles)
+    zeroshot.npz  zero-shot text only: description embeddings (C, 384) and the descriptions
+    card.json     model card (split used, metrics with intervals, calibration, diagnosis, counts)
+    card.md       the same, for people; plus learning_curves.png / reliability.png when trained
+
+Backends ("backend" in bundle.json) and the items `predict_probs` takes:
+    vision    image: list of (H, W, 3) uint8 RGB arrays or image paths; resized (squash) to
+              input.size and normalised with input.mean/std, exactly as in training validation
+    vector    landmarks: (N, D) float array or list of (D,) vectors (normalisation is inside the model);
+              text: list[str], embedded with models.embeddings.TextEmbedder first
+    zeroshot  text: list[str]; logits = cosine similarity to each class description
+    tabular   tabular: list of {question: answer} dicts or a pandas DataFrame
+
+Probabilities are calibrated: softmax(logits / temperature). Hot swap: `load_bundle` returns a
+new object and never mutates one in use; a `BundleSlot` swaps the reference under a lock.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from models.prediction import Prediction, RoutingPolicy, make_prediction, softmax
+
+BUNDLE_FORMAT = 1
+TASKS = ("image", "landmarks", "text", "tabular")
+BACKENDS = ("vision", "vector", "zeroshot", "tabular")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class BundleError(ValueError):
+    """The folder is not a usable bundle; the message says what to do."""
+
+
+class Bundle:
+    """A loaded model bundle. Read-only after loading, so threads may share it."""
+
+    def __init__(self, root: Path, spec: dict[str, Any], learner: Any = None, zeroshot: np.ndarray | None = None):
+        self.root = root
+        self.spec = spec
+        self.task: str = spec["task"]
+        self.backend: str = spec["backend"]
+        self.classes: tuple[str, ...] = tuple(spec["classes"])
+        self.temperature = float(spec.get("temperature", 1.0))
+        self.conformal_qhat: float | None = spec.get("conformal_qhat")
+        self.coverage: float | None = spec.get("coverage")
+        pol = spec.get("policy") or {}
+        self.policy = RoutingPolicy(accept_at=float(pol.get("accept_at", 0.9)), abstain_below=pol.get("abstain_below"))
+        self.input: dict[str, Any] = spec.get("input", {})
+        self.learner = learner
+        self._zeroshot = zeroshot  # (C, 384) description embeddings
+        self._embedder = None
+        self._lock = threading.Lock()  # torch modules are not re-entrant for the embedder lazy load
+        self.loaded_at_s = time.time()
+
+    @property
+    def card(self) -> dict[str, Any]:
+        path = self.root / "card.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    @property
+    def calibrated(self) -> bool:
+        return bool(self.spec.get("calibrated", self.temperature != 1.0))
+
+    # ---- inference -------------------------------------------------------------------------------
+    def predict_logits(self, items: Any) -> np.ndarray:
+        """Uncalibrated logits, (N, C) float64."""
+        import torch
+
+        if self.backend == "zeroshot":
+            emb = self._embed(list(items))  # (N, 384), L2-normalised
+            return emb.astype(np.float64) @ self._zeroshot.T.astype(np.float64)  # (N, C) cosine similarities
+        if self.backend == "tabular":
+            return _tabular_logits(self.learner, items)
+        if self.backend == "vision":
+            x = self._image_batch(items)  # (N, 3, H, W) float32 normalised
+        elif self.task == "text":
+            x = torch.from_numpy(self._embed(list(items)))
+        else:
+            x = torch.as_tensor(np.asarray(items, dtype=np.float32).reshape(len(items), -1))
+            dim = self.input.get("dim")
+            if dim is not None and x.shape[1] != dim:
+                raise BundleError(f"this {self.task} model takes {dim} numbers per item, got {x.shape[1]}")
+        model = self.learner.model
+        model.eval()
+        with torch.inference_mode():
+            return model(x).double().numpy()
+
+    def predict_probs(self, items: Any) -> np.ndarray:
+        """Calibrated probabilities, (N, C) float64, rows sum to 1."""
+        if len(items) == 0:
+            return np.zeros((0, len(self.classes)))
+        return softmax(self.predict_logits(items), self.temperature)
+
+    def predictions(self, items: Any, **meta: Any) -> list[Prediction]:
+        """One `Prediction` per item, with conformal set and routing decision. `meta` (timestamp_s,
+        box, track_id, ...) is passed to every Prediction; latency_ms is filled in (per item)."""
+        t0 = time.perf_counter()
+        probs = self.predict_probs(items)
+        latency_ms = (time.perf_counter() - t0) * 1000 / max(len(probs), 1)
+        meta.setdefault("latency_ms", latency_ms)
+        return [make_prediction(self.classes, p, policy=self.policy, conformal_qhat=self.conformal_qhat,
+                                coverage=self.coverage, calibrated=self.calibrated, **meta) for p in probs]
+
+    def predict(self, item: Any, **meta: Any) -> Prediction:
+        return self.predictions([item], **meta)[0]
+
+    # ---- helpers ---------------------------------------------------------------------------------
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            if self._embedder is None:
+                from models.embeddings import TextEmbedder
+
+                self._embedder = TextEmbedder()
+        return np.asarray(self._embedder.encode(texts), dtype=np.float32)  # (N, 384)
+
+    def _image_batch(self, items: Sequence[Any]):
+        import cv2
+        import torch
+
+        h, w = self.input.get("size", (224, 224))
+        mean = np.asarray(self.input.get("mean", IMAGENET_MEAN), dtype=np.float32)
+        std = np.asarray(self.input.get("std", IMAGENET_STD), dtype=np.float32)
+        batch = []
+        for item in items:
+            img = load_rgb(item) if isinstance(item, (str, os.PathLike)) else np.asarray(item)
+            if img.ndim == 2:
+                img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+            if img.ndim != 3 or img.shape[2] != 3 or img.size == 0:
+                raise BundleError(f"images must be (H, W, 3) RGB uint8, got shape {img.shape}")
+            img = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)  # squash, as in training
+            batch.append((img.astype(np.float32) / 255.0 - mean) / std)
+        x = np.stack(batch).transpose(0, 3, 1, 2)  # (N, H, W, 3) -> (N, 3, H, W)
+        return torch.from_numpy(np.ascontiguousarray(x))
+
+
+def load_rgb(path: str | os.PathLike) -> np.ndarray:
+    """(H, W, 3) uint8 RGB from an image file; a clear error if it is not one."""
+    import cv2
+
+    data = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if img is None:
+        raise BundleError(f"{path} is not a readable image (corrupt or not an image)")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _tabular_logits(learner: Any, items: Any) -> np.ndarray:
+    import pandas as pd
+    import torch
+
+    df = items if isinstance(items, pd.DataFrame) else pd.DataFrame(list(items))
+    for col in learner.dls.cont_names:
+        if col not in df:
+            raise BundleError(f"the answers lack the question {col!r} this model was trained on")
+        df[col] = pd.to_numeric(df[col], errors="coerce")
+    for col in learner.dls.cat_names:
+        if col.endswith("_na"):
+            continue
+        if col not in df:
+            raise BundleError(f"the answers lack the question {col!r} this model was trained on")
+        df[col] = df[col].astype(str)
+    dl = learner.dls.test_dl(df)
+    with learner.no_bar(), learner.no_logging():
+        logits, _ = learner.get_preds(dl=dl, act=lambda t: t)
+    return torch.as_tensor(logits).double().numpy()
+
+
+def load_bundle(path: str | os.PathLike) -> Bundle:
+    """Load a bundle folder (a new object each call: swap by reference for hot reload)."""
+    root = Path(path)
+    spec_path = root / "bundle.json"
+    if not spec_path.is_file():
+        raise BundleError(f"{root} is not a model bundle (no bundle.json); train one with `livelearner train`")
+    try:
+        spec = json.loads(spec_path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise BundleError(f"{spec_path} is not valid JSON; re-export the bundle") from e
+    if spec.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"{root}: bundle format {spec.get('format')!r}, this version reads {BUNDLE_FORMAT}")
+    if spec.get("backend") not in BACKENDS or not spec.get("classes"):
+        raise BundleError(f"{spec_path} lacks a known backend or its classes; re-export the bundle")
+    learner, zs = None, None
+    if spec["backend"] == "zeroshot":
+        zs = np.load(root / "zeroshot.npz")["embeddings"].astype(np.float32)  # (C, 384)
+    else:
+        learner = _load_learner(root / "model.pkl")
+    return Bundle(root, spec, learner, zs)
+
+
+def _load_learner(path: Path) -> Any:
+    from fastai.learner import load_learner
+
+    if not path.is_file():
+        raise BundleError(f"{path} is missing; re-export the bundle")
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*insecure pickle.*")
+            learner = load_learner(path, cpu=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing to the user
+        raise BundleError(f"{path} is not a loadable fastai export ({type(e).__name__}: {e}); re-export it") from e
+    learner.model.eval()
+    return learner
+
+
+def save_bundle(out: str | os.PathLike, *, task: str, backend: str, classes: Sequence[str],
+                learner: Any = None, zeroshot_embeddings: np.ndarray | None = None,
+                temperature: float = 1.0, conformal_qhat: float | None = None, coverage: float | None = None,
+                policy: RoutingPolicy = RoutingPolicy(), input_spec: dict[str, Any] | None = None,
+                card: dict[str, Any] | None = None, extra_files: dict[str, Path] | None = None,
+                **spec_extra: Any) -> Path:
+    """Write a bundle folder atomically: built in a temporary sibling, then renamed into place
+    (an existing bundle at `out` is replaced only once the new one is complete)."""
+    if task not in TASKS or backend not in BACKENDS:
+        raise BundleError(f"unknown task {task!r} or backend {backend!r}")
+    out = Path(out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        spec = {"format": BUNDLE_FORMAT, "task": task, "backend": backend, "classes": list(classes),
+                "temperature": float(temperature), "conformal_qhat": conformal_qhat, "coverage": coverage,
+                "calibrated": temperature != 1.0 or conformal_qhat is not None,
+                "policy": {"accept_at": policy.accept_at, "abstain_below": policy.abstain_below},
+                "input": input_spec or {}, "created_at_s": time.time(), **spec_extra}
+        if learner is not None:
+            learner.export(tmp / "model.pkl")
+        if zeroshot_embeddings is not None:
+            np.savez(tmp / "zeroshot.npz", embeddings=np.asarray(zeroshot_embeddings, dtype=np.float32))
+        for name, src in (extra_files or {}).items():
+            shutil.copy2(src, tmp / name)
+        card = {**(card or {}), "classes": list(classes), "task": task}
+        (tmp / "card.json").write_text(json.dumps(card, indent=2, default=_jsonable))
+        (tmp / "card.md").write_text(render_card_md(card))
+        (tmp / "bundle.json").write_text(json.dumps(spec, indent=2))
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _jsonable(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def render_card_md(card: dict[str, Any]) -> str:
+    """The model card for people: what it was trained on, how well it does, and how sure we are."""
+    lines = [f"# Model card: {card.get('task', '?')} classifier", ""]
+    lines.append(f"Classes: {', '.join(card.get('classes', []))}")
+    if "split" in card:
+        lines += ["", "## Validation", f"Split: {card['split']}"]
+    for name, m in (card.get("metrics") or {}).items():
+        if isinstance(m, dict) and "value" in m:
+            lines.append(f"- {name}: {m['value']:.3f} (95% CI {m['low']:.3f}-{m['high']:.3f}, n={m['n']})")
+        else:
+            lines.append(f"- {name}: {m}")
+    if card.get("leakage"):
+        lk = card["leakage"]
+        lines += ["", "## Random vs grouped split (leakage gap)", lk.get("message", "")]
+    if card.get("calibration"):
+        c = card["calibration"]
+        lines += ["", "## Calibration",
+                  f"Temperature {c.get('temperature', 1.0):.3f}; ECE {c.get('ece_before', float('nan')):.3f} "
+                  f"before, {c.get('ece_after', float('nan')):.3f} after (fitted on validation)."]
+        if c.get("conformal_qhat") is not None:
+            lines.append(f"Conformal sets at {c.get('coverage')} coverage: qhat {c['conformal_qhat']:.3f}, "
+                         f"mean set size {c.get('mean_set_size', float('nan')):.2f}.")
+    if card.get("diagnosis"):
+        d = card["diagnosis"]
+        lines += ["", "## Diagnosis from the learning curves", f"**{d.get('name')}**: {d.get('explanation', '')}",
+                  f"Advice: {d.get('advice', '')}"]
+    counts = card.get("counts") or {}
+    for key in ("class", "person"):
+        if counts.get(key):
+            lines += ["", f"## Examples per {key}"] + [f"- {k}: {v}" for k, v in sorted(counts[key].items())]
+    for w in card.get("warnings", []):
+        lines += ["", f"> Warning: {w}"]
+    return "\n".join(lines) + "\n"
+
+
+class BundleSlot:
+    """Holds the bundle a live pipeline uses; `swap` loads the new one fully, then replaces the
+    reference, so frames in flight finish on the old model and the next frame uses the new one."""
+
+    def __init__(self, bundle: Bundle | None = None):
+        self._bundle = bundle
+        self._lock = threading.Lock()
+
+    @property
+    def current(self) -> Bundle | None:
+        return self._bundle
+
+    def swap(self, path: str | os.PathLike) -> Bundle | None:
+        """Load `path` and make it current; returns the previous bundle. On a bad bundle, raises
+        BundleError and keeps the current one."""
+        new = load_bundle(path)
+        with self._lock:
+            old, self._bundle = self._bundle, new
+        return old

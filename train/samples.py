@@ -1,0 +1,444 @@
+"""The sample store: every captured or imported example, with who, when and what label.
+
+One folder holds `samples.sqlite` (one row per sample) and `files/` (images, audio clips).
+Small payloads (hand landmarks, transcripts, questionnaire answers) live inline in the row as JSON.
+
+Durability rules (a crash or a bad file must never lose what was saved before):
+- files are written to a temporary name in the same folder, fsynced, then renamed (atomic on POSIX);
+- rows are written in one transaction per call; a failed import rolls back its rows and removes
+  the files it had written, so the store is exactly as it was before the call;
+- bad inputs (corrupt image, unknown kind, empty label) are refused with a message saying what to do.
+
+    store = SampleStore("my_project")
+    store.add_image(frame_rgb, "happy", person="ana", session="mon-1")
+    store.import_folder("photos/")            # photos/<label>/*.jpg
+    store.counts()                            # per class and per person
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import sqlite3
+import tempfile
+import time
+import uuid
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+KINDS = ("image", "landmarks", "audio", "text", "tabular")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+UNKNOWN = "unknown"  # person/session when the source does not say
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS samples (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    label TEXT NOT NULL,
+    person TEXT NOT NULL,
+    session TEXT NOT NULL,
+    captured_at REAL NOT NULL,      -- wall-clock seconds since the epoch
+    path TEXT,                      -- relative to the store root, for file samples
+    payload TEXT                    -- JSON, for inline samples
+);
+CREATE INDEX IF NOT EXISTS samples_kind ON samples(kind);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class StoreError(ValueError):
+    """Bad input for the store; the message says what to do. Nothing saved before is changed."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    id: str
+    kind: str  # one of KINDS
+    label: str
+    person: str
+    session: str
+    captured_at: float  # seconds since the epoch
+    path: Path | None = None  # absolute path of the file, for image/audio samples
+    payload: Any = None  # landmarks: list[float]; text: str; tabular: dict[str, value]
+
+
+@dataclass
+class ImportReport:
+    added: list[str] = field(default_factory=list)  # sample ids
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (source, why)
+
+    def __str__(self) -> str:
+        lines = [f"imported {len(self.added)} samples, skipped {len(self.skipped)}"]
+        lines += [f"  skipped {src}: {why}" for src, why in self.skipped[:20]]
+        if len(self.skipped) > 20:
+            lines.append(f"  ... and {len(self.skipped) - 20} more")
+        return "\n".join(lines)
+
+
+def check_image_file(path: Path) -> None:
+    """Raise StoreError unless `path` decodes as an image."""
+    import cv2
+
+    data = np.fromfile(str(path), dtype=np.uint8)
+    if data.size == 0 or cv2.imdecode(data, cv2.IMREAD_COLOR) is None:
+        raise StoreError(f"{path} is not a readable image (corrupt or not an image); re-capture or remove it")
+
+
+def _atomic_write_bytes(dest: Path, data: bytes) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-", suffix=dest.suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _clean(name: Any, what: str) -> str:
+    text = "" if name is None else str(name).strip()
+    if not text:
+        raise StoreError(f"empty {what}: every sample needs a {what}")
+    return text
+
+
+class SampleStore:
+    """SQLite + files store of labelled samples. Safe to reopen; one writer at a time."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "files").mkdir(exist_ok=True)
+        self.db_path = self.root / "samples.sqlite"
+        with self._db() as db:
+            db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.db_path, timeout=30)
+        db.execute("PRAGMA journal_mode=WAL")  # readers (the app's tabs) never block the writer
+        db.execute("PRAGMA synchronous=FULL")  # a committed sample survives a power cut
+        try:
+            with db:  # one transaction: commit on success, roll back on any error
+                yield db
+        finally:
+            db.close()
+
+    # ---- writing ---------------------------------------------------------------------------
+    @contextmanager
+    def batch(self) -> Iterator["_Batch"]:
+        """All-or-nothing group of additions: on any error no row is kept and new files are removed."""
+        b = _Batch(self)
+        try:
+            yield b
+            with self._db() as db:
+                db.executemany("INSERT INTO samples VALUES (?,?,?,?,?,?,?,?)", b.rows)
+        except BaseException:
+            for rel in b.files:
+                (self.root / rel).unlink(missing_ok=True)
+            raise
+
+    def add(self, kind: str, label: str, *, person: str = UNKNOWN, session: str = UNKNOWN,
+            captured_at: float | None = None, payload: Any = None, data: bytes | None = None,
+            suffix: str = "") -> Sample:
+        """Add one sample: a file (`data` bytes + `suffix`) or an inline JSON `payload`."""
+        with self.batch() as b:
+            sid = b.add(kind, label, person=person, session=session, captured_at=captured_at,
+                        payload=payload, data=data, suffix=suffix)
+        return self.get(sid)
+
+    def add_image(self, image_rgb: np.ndarray, label: str, **meta: Any) -> Sample:
+        """image_rgb: (H, W, 3) uint8 RGB, as capture/ and Gradio give frames. Saved as PNG."""
+        import cv2
+
+        img = np.asarray(image_rgb)
+        if img.ndim != 3 or img.shape[2] != 3 or img.size == 0:
+            raise StoreError(f"an image must be (H, W, 3) RGB, got shape {img.shape}")
+        ok, buf = cv2.imencode(".png", cv2.cvtColor(img.astype(np.uint8), cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise StoreError("could not encode the image as PNG")
+        return self.add("image", label, data=buf.tobytes(), suffix=".png", **meta)
+
+    def add_landmarks(self, values: Sequence[float] | np.ndarray, label: str, **meta: Any) -> Sample:
+        """values: flat (D,) floats, e.g. 21 hand landmarks x (x, y, z) = 63."""
+        v = np.asarray(values, dtype=np.float64).reshape(-1)
+        if v.size == 0 or not np.all(np.isfinite(v)):
+            raise StoreError("landmarks must be a non-empty vector of finite numbers (no hand found?)")
+        return self.add("landmarks", label, payload=[float(x) for x in v], **meta)
+
+    def add_text(self, text: str, label: str, **meta: Any) -> Sample:
+        return self.add("text", label, payload=_clean(text, "text"), **meta)
+
+    def add_tabular(self, answers: dict[str, Any], label: str, **meta: Any) -> Sample:
+        if not answers:
+            raise StoreError("tabular answers must be a non-empty {question: answer} mapping")
+        return self.add("tabular", label, payload={str(k): v for k, v in answers.items()}, **meta)
+
+    def relabel(self, sample_id: str, label: str) -> None:
+        with self._db() as db:
+            n = db.execute("UPDATE samples SET label=? WHERE id=?", (_clean(label, "label"), sample_id)).rowcount
+        if n == 0:
+            raise StoreError(f"no sample with id {sample_id!r}")
+
+    def remove(self, sample_id: str) -> None:
+        s = self.get(sample_id)
+        with self._db() as db:
+            db.execute("DELETE FROM samples WHERE id=?", (sample_id,))
+        if s.path is not None:
+            s.path.unlink(missing_ok=True)
+
+    # ---- reading ---------------------------------------------------------------------------
+    def _row(self, r: tuple) -> Sample:
+        sid, kind, label, person, session, t, rel, payload = r
+        return Sample(sid, kind, label, person, session, float(t),
+                      self.root / rel if rel else None, json.loads(payload) if payload is not None else None)
+
+    def get(self, sample_id: str) -> Sample:
+        with self._db() as db:
+            r = db.execute("SELECT * FROM samples WHERE id=?", (sample_id,)).fetchone()
+        if r is None:
+            raise StoreError(f"no sample with id {sample_id!r}")
+        return self._row(r)
+
+    def samples(self, kind: str | None = None, *, exclude: Iterable[str] = ()) -> list[Sample]:
+        """Samples in capture order (then id), optionally of one kind and minus some ids."""
+        q, args = "SELECT * FROM samples", ()
+        if kind is not None:
+            q, args = q + " WHERE kind=?", (kind,)
+        with self._db() as db:
+            rows = db.execute(q + " ORDER BY captured_at, id", args).fetchall()
+        skip = set(exclude)
+        return [self._row(r) for r in rows if r[0] not in skip]
+
+    def __len__(self) -> int:
+        with self._db() as db:
+            return int(db.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
+
+    def counts(self, kind: str | None = None) -> dict[str, dict[str, int]]:
+        """{"class": {label: n}, "person": {person: n}, "session": {...}, "person_class": {"p/label": n}}."""
+        out: dict[str, dict[str, int]] = {"class": {}, "person": {}, "session": {}, "person_class": {}}
+        for s in self.samples(kind):
+            for key, val in (("class", s.label), ("person", s.person), ("session", s.session),
+                             ("person_class", f"{s.person}/{s.label}")):
+                out[key][val] = out[key].get(val, 0) + 1
+        return out
+
+    # ---- small key/value metadata (the locked test set lives here) -------------------------
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        with self._db() as db:
+            r = db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return json.loads(r[0]) if r else default
+
+    def set_meta(self, key: str, value: Any) -> None:
+        with self._db() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+
+    # ---- import / export ---------------------------------------------------------------------
+    def import_folder(self, folder: str | os.PathLike, *, kind: str = "image",
+                      person_pattern: str | None = None, meta_csv: str | os.PathLike | None = None,
+                      session: str | None = None) -> ImportReport:
+        """Import `folder/<label>/<file>` (images or audio clips).
+
+        person/session come from, in order: `meta_csv` (columns path,label[,person,session,captured_at];
+        path relative to `folder`), a regex `person_pattern` with named groups `person`/`session`
+        matched against the path relative to `folder` (e.g. r"(?P<person>[^_/]+)_"), else "unknown".
+        Unreadable files are skipped and listed in the report; a label in `meta_csv` that disagrees
+        with the folder name is an error (nothing is imported).
+        """
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise StoreError(f"{folder} is not a folder; give a folder with one sub-folder per label")
+        suffixes = IMAGE_SUFFIXES if kind == "image" else AUDIO_SUFFIXES
+        files = sorted(p for p in folder.glob("*/*") if p.suffix.lower() in suffixes and p.is_file())
+        if not files:
+            raise StoreError(f"no {kind} files found as {folder}/<label>/<file> ({', '.join(suffixes)})")
+        table = _read_meta_csv(Path(meta_csv), folder) if meta_csv else {}
+        mismatched = [f"{rel}: csv says {row['label']!r}, folder says {Path(rel).parent.name!r}"
+                      for rel, row in table.items() if row.get("label") and row["label"] != Path(rel).parent.name]
+        if mismatched:
+            raise StoreError("labels in the CSV do not match the folder names; fix one of them:\n  "
+                             + "\n  ".join(mismatched[:10]))
+        rx = re.compile(person_pattern) if person_pattern else None
+        report = ImportReport()
+        with self.batch() as b:
+            for p in files:
+                rel = p.relative_to(folder).as_posix()
+                row = table.get(rel, {})
+                m = rx.search(rel) if rx else None
+                groups = m.groupdict() if m else {}
+                try:
+                    if kind == "image":
+                        check_image_file(p)
+                    sid = b.add(kind, p.parent.name,
+                                person=row.get("person") or groups.get("person") or UNKNOWN,
+                                session=row.get("session") or groups.get("session") or session or UNKNOWN,
+                                captured_at=float(row["captured_at"]) if row.get("captured_at") else p.stat().st_mtime,
+                                data=p.read_bytes(), suffix=p.suffix.lower())
+                    report.added.append(sid)
+                except (StoreError, OSError) as e:
+                    report.skipped.append((rel, str(e)))
+        if report.skipped:
+            warnings.warn(str(report))
+        return report
+
+    def import_csv(self, csv_path: str | os.PathLike, *, kind: str) -> ImportReport:
+        """Import rows of a CSV with columns label[,person,session,captured_at] plus the data:
+        landmarks: every other column numeric (one feature each); text: a `text` column;
+        tabular: every other column is one question. Rows with missing/bad values are skipped."""
+        if kind not in ("landmarks", "text", "tabular"):
+            raise StoreError(f"import_csv handles landmarks, text or tabular, not {kind!r}; use import_folder")
+        path = Path(csv_path)
+        try:
+            with open(path, newline="", encoding="utf-8") as f:
+                rows = list(csv.DictReader(f))
+        except (OSError, UnicodeDecodeError, csv.Error) as e:
+            raise StoreError(f"cannot read {path} as a UTF-8 CSV: {e}") from e
+        if not rows or "label" not in rows[0]:
+            raise StoreError(f"{path} needs a header row with a 'label' column and at least one data row")
+        reserved = {"label", "person", "session", "captured_at", "id"}
+        features = [c for c in rows[0] if c not in reserved]
+        if kind == "text" and "text" not in features:
+            raise StoreError(f"{path} needs a 'text' column for text samples")
+        report = ImportReport()
+        with self.batch() as b:
+            for i, row in enumerate(rows, start=2):
+                try:
+                    if kind == "landmarks":
+                        payload: Any = [float(row[c]) for c in features]
+                        if not np.all(np.isfinite(payload)):
+                            raise StoreError("non-finite landmark value")
+                    elif kind == "text":
+                        payload = _clean(row["text"], "text")
+                    else:
+                        payload = {c: row[c] for c in features}
+                    sid = b.add(kind, row.get("label"), person=row.get("person") or UNKNOWN,
+                                session=row.get("session") or UNKNOWN,
+                                captured_at=float(row["captured_at"]) if row.get("captured_at") else None,
+                                payload=payload)
+                    report.added.append(sid)
+                except (StoreError, ValueError, TypeError) as e:
+                    report.skipped.append((f"{path.name}:{i}", str(e)))
+        if report.skipped:
+            warnings.warn(str(report))
+        return report
+
+    def import_session(self, items: Iterable[tuple[str, Any]], *, kind: str, person: str,
+                       session: str | None = None) -> ImportReport:
+        """Save a recording session: (label, item) pairs captured one after the other by `person`.
+        item: image (H,W,3) RGB array, landmarks vector, text, answers dict, or audio bytes (WAV)."""
+        session = session or time.strftime("%Y%m%d-%H%M%S")
+        report = ImportReport()
+        with self.batch() as b:
+            for label, item in items:
+                meta = dict(person=person, session=session, captured_at=time.time())
+                if kind == "image":
+                    import cv2
+
+                    img = np.asarray(item)
+                    if img.ndim != 3 or img.shape[2] != 3:
+                        raise StoreError(f"session image must be (H, W, 3) RGB, got {img.shape}")
+                    ok, buf = cv2.imencode(".png", cv2.cvtColor(img.astype(np.uint8), cv2.COLOR_RGB2BGR))
+                    sid = b.add("image", label, data=buf.tobytes(), suffix=".png", **meta)
+                elif kind == "audio":
+                    sid = b.add("audio", label, data=bytes(item), suffix=".wav", **meta)
+                elif kind == "landmarks":
+                    sid = b.add("landmarks", label, payload=[float(x) for x in np.ravel(item)], **meta)
+                else:
+                    sid = b.add(kind, label, payload=item, **meta)
+                report.added.append(sid)
+        return report
+
+    def export_folder(self, dest: str | os.PathLike, kind: str | None = None) -> Path:
+        """Write `dest/<label>/<id><suffix>` for file samples and `dest/<kind>.csv` for inline ones,
+        plus `dest/samples.csv` (id,kind,label,person,session,captured_at,path) to re-import with."""
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        index, inline = [], {}
+        for s in self.samples(kind):
+            rel = ""
+            if s.path is not None:
+                rel = f"{s.label}/{s.id}{s.path.suffix}"
+                (dest / s.label).mkdir(exist_ok=True)
+                shutil.copy2(s.path, dest / rel)
+            else:
+                inline.setdefault(s.kind, []).append(s)
+            index.append([s.id, s.kind, s.label, s.person, s.session, s.captured_at, rel])
+        _write_csv(dest / "samples.csv", ["id", "kind", "label", "person", "session", "captured_at", "path"], index)
+        for k, rows in inline.items():
+            _write_csv(dest / f"{k}.csv", *_inline_table(k, rows))
+        return dest
+
+
+class _Batch:
+    """Collects rows and written files for SampleStore.batch()."""
+
+    def __init__(self, store: SampleStore):
+        self.store, self.rows, self.files = store, [], []
+
+    def add(self, kind: str, label: Any, *, person: Any = UNKNOWN, session: Any = UNKNOWN,
+            captured_at: float | None = None, payload: Any = None, data: bytes | None = None,
+            suffix: str = "") -> str:
+        if kind not in KINDS:
+            raise StoreError(f"unknown sample kind {kind!r}; use one of {KINDS}")
+        label = _clean(label, "label")
+        if "/" in label or label.startswith("."):
+            raise StoreError(f"label {label!r} cannot contain '/' or start with '.'")
+        if (data is None) == (payload is None):
+            raise StoreError("give either file data or an inline payload for a sample")
+        sid = uuid.uuid4().hex[:16]
+        rel = None
+        if data is not None:
+            if not data:
+                raise StoreError("empty file: nothing to save")
+            rel = f"files/{sid[:2]}/{sid}{suffix}"
+            _atomic_write_bytes(self.store.root / rel, data)
+            self.files.append(rel)
+        self.rows.append((sid, kind, label, str(person or UNKNOWN), str(session or UNKNOWN),
+                          float(captured_at if captured_at is not None else time.time()), rel,
+                          json.dumps(payload) if payload is not None else None))
+        return sid
+
+
+def _read_meta_csv(path: Path, folder: Path) -> dict[str, dict[str, str]]:
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise StoreError(f"cannot read {path} as a UTF-8 CSV: {e}") from e
+    if not rows or "path" not in rows[0]:
+        raise StoreError(f"{path} needs a header with a 'path' column (relative to {folder})")
+    return {Path(r["path"]).as_posix(): r for r in rows}
+
+
+def _inline_table(kind: str, rows: list[Sample]) -> tuple[list[str], list[list[Any]]]:
+    head = ["id", "label", "person", "session", "captured_at"]
+    if kind == "text":
+        return head + ["text"], [[s.id, s.label, s.person, s.session, s.captured_at, s.payload] for s in rows]
+    if kind == "landmarks":
+        d = max(len(s.payload) for s in rows)
+        return head + [f"f{i}" for i in range(d)], [[s.id, s.label, s.person, s.session, s.captured_at, *s.payload]
+                                                    for s in rows]
+    cols = sorted({k for s in rows for k in s.payload})
+    return head + cols, [[s.id, s.label, s.person, s.session, s.captured_at, *[s.payload.get(c, "") for c in cols]]
+                         for s in rows]
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(header)
+    w.writerows(rows)
+    _atomic_write_bytes(path, buf.getvalue().encode("utf-8"))
