@@ -1,0 +1,50 @@
+"""Capture: camera, microphone, files and browser streams as one timestamped, bounded flow.
+
+Items (capture/items.py) — what every pipeline receives:
+    VideoFrame(image, timestamp_s, index, media_time_s=None, source="")
+        image: (H, W, 3) uint8 **RGB** (OpenCV's BGR is converted at capture); timestamp_s: time.monotonic().
+    AudioChunk(samples, sample_rate, start_s, timestamp_s=0.0, source="")
+        samples: (N,) float32 mono in [-1, 1], sample_rate 16000 (AUDIO_SAMPLE_RATE) from every source;
+        start_s: position in the stream (chunks tile: next.start_s == this.end_s unless samples were dropped).
+
+Sources (all `Source[T]`: context manager, iterate until end, `read(timeout_s)` -> item | None at end,
+`stats()` -> SourceStats(capture_fps, dropped, ...), `stop()` joins the thread and releases the device;
+a device that fails raises CaptureError in the consumer within ~2 s):
+    open_video("0" | "rtsp://..." | "clip.mp4" | "frames/", VideoSettings(...))
+        CameraSource(index_or_url), VideoFileSource(path), ImageFolderSource(folder)
+        VideoSettings(realtime=True, queue_size=2, loop=False, ...): files replay at their fps
+        (realtime=True, slow consumers see drops like a camera) or as fast as consumed (realtime=False, no drops).
+    open_audio(None | "mic" | "speech.flac", AudioSettings(...))
+        MicrophoneSource(), AudioFileSource(path); AudioSettings(chunk_s=0.1, realtime=True, ...)
+    load_audio(path) -> (N,) float32 16 kHz mono, from any format/rate/channels (soundfile, else ffmpeg).
+
+Browser (capture/browser.py): BrowserVideo().push(gradio_frame) -> VideoFrame,
+    BrowserAudio().push((sample_rate, array)) -> AudioChunk | None — same items as local sources.
+
+Voice activity (capture/vad.py): VoiceActivityDetector(VadSettings()) — silero VAD, energy fallback (warns);
+    .segments(samples) -> [SpeechSegment(start_s, end_s)]; streaming: .push(chunk) -> finished segments,
+    .active_start_s while speech is ongoing, .finish().
+
+Errors: CaptureError (a RuntimeError) whose message says what was found and what to do.
+"""
+from capture.audio import (
+    AudioFileSource,
+    AudioSettings,
+    MicrophoneSource,
+    StreamResampler,
+    as_float32_mono,
+    load_audio,
+    open_audio,
+    resample,
+)
+from capture.buffers import AudioRing, BoundedQueue, DropPolicy
+from capture.items import AUDIO_SAMPLE_RATE, AudioChunk, VideoFrame
+from capture.source import CaptureError, Source, SourceStats
+from capture.video import CameraSource, ImageFolderSource, VideoFileSource, VideoSettings, open_video
+
+__all__ = [
+    "AUDIO_SAMPLE_RATE", "AudioChunk", "AudioFileSource", "AudioRing", "AudioSettings", "BoundedQueue",
+    "CameraSource", "CaptureError", "DropPolicy", "ImageFolderSource", "MicrophoneSource", "Source",
+    "SourceStats", "StreamResampler", "VideoFileSource", "VideoFrame", "VideoSettings", "as_float32_mono",
+    "load_audio", "open_audio", "open_video", "resample",
+]
