@@ -202,6 +202,7 @@ ENTRIES: tuple[ModelEntry, ...] = (
         licence="Apache-2.0",
         hub="https://storage.googleapis.com/mediapipe-models/hand_landmarker/hand_landmarker/float16/1/hand_landmarker.task",
         notes="zip of hand_detector.tflite (= palm_detection_full) + hand_landmarks_detector.tflite (= hand_landmark_full)",
+        artefact_sha256="e3b6d75c10ac80a58e0401d0d0813624e69157221588a8340acd8053261a765c",
     ),
     ModelEntry(
         name="fer-mini-xception",

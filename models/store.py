@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -32,6 +33,7 @@ ENV_HOME = "LIVELEARNER_HOME"
 DEFAULT_HOME = Path("~/.cache/livelearner")
 MANIFEST = "manifest.json"
 _CHUNK_BYTES = 1 << 20  # read size for hashing and copying
+_ZIP_ALIGN_BYTES = 64  # alignment of members inside built zips (.task)
 _ZIP_TIME = (2020, 1, 1, 0, 0, 0)  # fixed timestamp so built zips (.task) are byte-identical
 
 
@@ -304,6 +306,11 @@ def _convert_hand_task(e: ModelEntry, files: dict[str, Path], out: Path, progres
         for rel, src in files.items():
             member = next(v for k, v in names.items() if Path(rel).name.startswith(k))
             info = zipfile.ZipInfo(member, date_time=_ZIP_TIME)
+            # Pad the local header (as Android's zipalign does, extra field 0xD935) so the model bytes
+            # start on a 64-byte boundary: LiteRT then maps them in place instead of copying.
+            header_end = z.fp.tell() + 30 + len(member.encode()) + 6  # 30-byte header, name, extra head
+            pad = -header_end % _ZIP_ALIGN_BYTES
+            info.extra = struct.pack("<HHH", 0xD935, 2 + pad, _ZIP_ALIGN_BYTES) + bytes(pad)
             z.writestr(info, src.read_bytes())
 
 
