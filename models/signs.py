@@ -1,0 +1,167 @@
+"""Sign-letter classifiers that take mediapipe hands (models.hands.Hand) and return probabilities.
+
+Two kinds:
+- `PackagedLetterMLP`: the Keras MLP shipped in asl-alpnum-recognizer==0.6, read with h5py and run in
+  numpy (four dense layers: 63 -> 128 -> 68 -> 68 -> 40). It is offered because it needs no
+  training, but it is weak, and this is why (see WEAKNESS): it was trained on cvzone's raw landmark
+  *pixels* (int(x*W), int(y*H), int(z*W)) of one webcam, so its output depends on where the hand is
+  in the frame, how far from the camera, the camera's resolution, and which hand is used.
+- `BundleSignClassifier`: any "landmarks" bundle trained by the team from its own captured samples
+  (train/bundle.py) -- the real default. Its items are `models.hands.landmark_features` vectors
+  (position, scale and handedness invariant) unless bundle.json says otherwise in
+  input.features ("hand_invariant_v1", the default, or "mediapipe_normalized": the 21 x (x, y, z)
+  landmarks as mediapipe gives them, flattened).
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+from models.hands import N_FEATURES, Hand, landmark_features
+from models.prediction import Prediction, RoutingPolicy, make_prediction, softmax
+
+STORE_NAME = "asl-landmark-mlp"
+# Output index -> label, as in the package's recognize.py (index 38 has no label there).
+PACKAGED_LABELS = ("1", "10", "2", "3", "4", "5", "6", "7", "8", "9", "A", "B", "Nothing", "C", "D", "E", "F",
+                   "G", "H", "I", "J", "K", "L", "M", "N", "O", "P", "Q", "R", "S", "T", "U", "V", "W", "X",
+                   "Y", "Z", "del", "unlabelled_38", "space")
+WEAKNESS = (
+    "The packaged asl-alpnum-recognizer MLP reads raw landmark pixel coordinates, so its answer changes "
+    "with the hand's position in the frame, its distance, the camera resolution and the hand used; on the "
+    "64x64 ASL-alphabet evaluation photos mediapipe finds a hand in only about a third of them and the "
+    "letter is right on a minority of those (see `python -m bench.accuracy --task sign`). Train your own "
+    "landmark model from captured samples for real use."
+)
+FEATURE_KINDS = ("hand_invariant_v1", "mediapipe_normalized")
+
+
+class SignClassifier(Protocol):
+    classes: tuple[str, ...]
+
+    def predict_probs(self, hands: Sequence[Hand]) -> np.ndarray:  # (N, C)
+        ...
+
+    def predictions(self, hands: Sequence[Hand], **meta: Any) -> list[Prediction]:
+        ...
+
+
+class PackagedLetterMLP:
+    """The asl-alpnum-recognizer Keras MLP ported to numpy (float32). Weak: see WEAKNESS."""
+
+    def __init__(self, path: str | Path | None = None, policy: RoutingPolicy = RoutingPolicy(),
+                 temperature: float = 1.0) -> None:
+        if path is None:
+            from models.store import ensure
+
+            path = ensure(STORE_NAME)
+        self.layers = _read_dense_layers(Path(path))
+        if self.layers[0][0].shape[0] != N_FEATURES or self.layers[-1][0].shape[1] != len(PACKAGED_LABELS):
+            raise ValueError(f"{path} is not the asl-alpnum-recognizer MLP (63 inputs, 40 outputs); "
+                             f"run `livelearner models fetch {STORE_NAME}`")
+        self.classes = PACKAGED_LABELS
+        self.policy = policy
+        self.temperature = temperature
+        self.calibrated = temperature != 1.0
+        self.conformal_qhat: float | None = None
+        self.coverage: float | None = None
+        warnings.warn(WEAKNESS, stacklevel=2)
+
+    @staticmethod
+    def inputs(hands: Sequence[Hand]) -> np.ndarray:
+        """(N, 63) what the package fed its model: cvzone's int pixel landmarks (x*W, y*H, z*W)."""
+        return np.stack([np.trunc(h.pixels).reshape(-1) for h in hands]).astype(np.float32)
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """(N, 63) -> (N, 40): the dense stack, ReLU between layers; the last softmax left out."""
+        for i, (w, b) in enumerate(self.layers):
+            x = x @ w + b
+            if i < len(self.layers) - 1:
+                x = np.maximum(x, 0.0)
+        return x
+
+    def predict_probs(self, hands: Sequence[Hand]) -> np.ndarray:
+        if not hands:
+            return np.zeros((0, len(self.classes)))
+        return softmax(self.logits(self.inputs(hands)), self.temperature)
+
+    def predictions(self, hands: Sequence[Hand], **meta: Any) -> list[Prediction]:
+        return [make_prediction(self.classes, p, policy=self.policy, **meta) for p in self.predict_probs(hands)]
+
+
+def _read_dense_layers(path: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """[(kernel (in, out), bias (out,)), ...] in network order from a Keras 2/3 .h5 file of Dense layers."""
+    import json
+
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            config = json.loads(f.attrs["model_config"])
+            names = [layer["config"]["name"] for layer in config["config"]["layers"]
+                     if layer["class_name"] == "Dense"]
+            layers = []
+            for name in names:
+                found: dict[str, np.ndarray] = {}
+                f["model_weights"][name].visititems(
+                    lambda n, o: found.__setitem__(n.split("/")[-1].split(":")[0], np.asarray(o, np.float32))
+                    if isinstance(o, h5py.Dataset) else None)
+                layers.append((found["kernel"], found["bias"]))
+    except (OSError, KeyError, ValueError) as e:
+        raise ValueError(f"{path} is not a readable Keras dense model ({e}); "
+                         f"run `livelearner models fetch {STORE_NAME}`") from e
+    if not layers:
+        raise ValueError(f"{path} has no Dense layers: not the asl-alpnum-recognizer MLP")
+    return layers
+
+
+class BundleSignClassifier:
+    """A team-trained "landmarks" bundle (train.bundle) applied to hands."""
+
+    def __init__(self, bundle_or_path: Any) -> None:
+        if isinstance(bundle_or_path, (str, Path)):
+            from train.bundle import load_bundle
+
+            bundle_or_path = load_bundle(bundle_or_path)
+        bundle = bundle_or_path
+        if bundle.task != "landmarks":
+            raise ValueError(f"this is a {bundle.task!r} model; the sign pipeline needs a 'landmarks' model "
+                             "(train one with `livelearner train` on captured hand samples)")
+        self.bundle = bundle
+        self.classes = tuple(bundle.classes)
+        self.policy: RoutingPolicy = bundle.policy
+        self.conformal_qhat: float | None = bundle.conformal_qhat
+        self.coverage: float | None = bundle.coverage
+        self.calibrated: bool = bool(bundle.calibrated)
+        inp = dict(bundle.spec.get("input") or {})
+        self.features = inp.get("features", FEATURE_KINDS[0])
+        if self.features not in FEATURE_KINDS:
+            raise ValueError(f"{bundle.root}: unknown landmark features {self.features!r}; "
+                             f"this version computes {FEATURE_KINDS}")
+        dim = inp.get("dim")
+        if dim is not None and int(dim) != N_FEATURES:
+            raise ValueError(f"{bundle.root}: the model takes {dim} numbers per hand, hands give {N_FEATURES}")
+
+    def inputs(self, hands: Sequence[Hand]) -> np.ndarray:
+        if self.features == "mediapipe_normalized":
+            return np.stack([h.landmarks.reshape(-1) for h in hands]).astype(np.float32)
+        return np.stack([landmark_features(h) for h in hands])
+
+    def predict_probs(self, hands: Sequence[Hand]) -> np.ndarray:
+        if not hands:
+            return np.zeros((0, len(self.classes)))
+        return self.bundle.predict_probs(self.inputs(hands))
+
+    def predictions(self, hands: Sequence[Hand], **meta: Any) -> list[Prediction]:
+        if not hands:
+            return []
+        return self.bundle.predictions(self.inputs(hands), **meta)
+
+
+def load_sign_classifier(name_or_path: str | Path | None = None) -> SignClassifier:
+    """None or "packaged": the packaged MLP (weak); otherwise a landmarks bundle folder."""
+    if name_or_path in (None, "packaged", STORE_NAME):
+        return PackagedLetterMLP()
+    return BundleSignClassifier(Path(name_or_path))
