@@ -22,7 +22,8 @@ from capture.items import VideoFrame
 from capture.source import CaptureError, Source
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".gif")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".gif", ".ts", ".flv",
+                  ".3gp", ".ogv", ".mjpeg", ".mjpg", ".h264", ".hevc")  # FFmpeg would also "decode" .txt as video
 
 
 @dataclass(frozen=True)
@@ -223,15 +224,19 @@ class VideoFileSource(Source[VideoFrame]):
 
     def _open(self) -> None:
         _check_file(self.path, "Video file")
+        suffix = self.path.suffix.lower()
+        if suffix not in VIDEO_SUFFIXES:
+            hint = "pass the folder that holds the images" if suffix in IMAGE_SUFFIXES else \
+                f"convert it with `ffmpeg -i {self.path.name} -c:v libx264 out.mp4`"
+            raise CaptureError(f"{self.path}: {suffix or 'no extension'} is not a video format this reads "
+                               f"({' '.join(VIDEO_SUFFIXES)}); {hint}.")
         with _quiet_opencv():
             cap = cv2.VideoCapture(str(self.path))
         ok = cap.isOpened() and cap.read()[0]
         if not ok:
             cap.release()
-            hint = ("" if self.path.suffix.lower() in VIDEO_SUFFIXES else
-                    f" ({self.path.suffix or 'no extension'} is not a video format OpenCV reads)")
             raise CaptureError(
-                f"Could not decode a frame from {self.path}{hint}: the file is corrupt, truncated or in an "
+                f"Could not decode a frame from {self.path}: the file is corrupt, truncated or in an "
                 f"unsupported format. Convert it with `ffmpeg -i {self.path.name} -c:v libx264 out.mp4` "
                 "or pass another file.")
         cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
