@@ -342,6 +342,7 @@ def _log(message: str) -> None:
 
 __all__ = [
     "DEFAULT_NAMES",
+    "entry",
     "REGISTRY",
     "HashMismatchError",
     "StoreError",
