@@ -234,7 +234,7 @@ class AudioSettings:
     stall_timeout_s: float = 2.0  # live: a consumer waiting this long without audio gets a CaptureError
     retry_first_s: float = 0.1  # a microphone that stops calling back is re-opened after this, doubling ...
     retry_max_s: float = 0.4  # ... up to this
-    give_up_after_s: float = 1.5  # ... and reported as an error after this
+    give_up_after_s: float = 1.2  # ... and reported as an error after this
 
 
 def _file_policy(settings: AudioSettings) -> DropPolicy:
@@ -397,7 +397,8 @@ class MicrophoneSource(Source[AudioChunk]):
                         f"The microphone stopped sending audio and did not come back after {self._retries} re-opens "
                         f"in {self.settings.give_up_after_s:g} s. Check it is plugged in and not muted or taken by "
                         f"another program. Devices:\n{list_input_devices()}")
-                if self._stopping.wait(delay_s):
+                remaining_s = self.settings.give_up_after_s - (now - failing_since)
+                if self._stopping.wait(min(delay_s, remaining_s + 0.01)):
                     return
                 delay_s = min(delay_s * 2, self.settings.retry_max_s)
                 self._retries += 1

@@ -38,7 +38,7 @@ class VideoSettings:
     open_timeout_s: float = 5.0  # stream URLs: give up connecting/reading after this
     retry_first_s: float = 0.1  # a failing camera is re-opened after this, doubling each time ...
     retry_max_s: float = 0.4  # ... up to this
-    give_up_after_s: float = 1.5  # ... and reported to the consumer as an error after this
+    give_up_after_s: float = 1.2  # ... and reported to the consumer as an error after this
     stall_timeout_s: float = 2.0  # live: a consumer waiting this long without a frame gets a CaptureError
     max_probe_index: int = 5  # "no camera at index N" lists which of 0..this open
 
@@ -191,7 +191,8 @@ class CameraSource(Source[VideoFrame]):
                     f"{self.name} stopped delivering frames and did not come back after {self._retries} "
                     f"re-opens in {self.settings.give_up_after_s:g} s. Check the cable or network, and that no "
                     "other program took the camera; then start again.")
-            if self._stopping.wait(delay_s):
+            remaining_s = self.settings.give_up_after_s - (now - failing_since)
+            if self._stopping.wait(min(delay_s, remaining_s + 0.01)):
                 break
             delay_s = min(delay_s * 2, self.settings.retry_max_s)
             self._retries += 1
