@@ -306,7 +306,10 @@ ENTRIES: tuple[ModelEntry, ...] = (
         conversion="copy",
         licence="MIT",
         hub="https://github.com/snakers4/silero-vad (src/silero_vad/data/silero_vad.onnx)",
-        notes="inputs: input (1, 512) float32 at 16 kHz, state (2, 1, 128), sr int64; outputs speech prob, state",
+        notes=(
+            "onnxruntime inputs: input (B, 64 context + 512) float32 at 16 kHz, state (2, B, 128) float32, "
+            "sr int64 scalar; outputs: output (B, 1) speech probability, stateN (next state)"
+        ),
         artefact_sha256="1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3",
     ),
 )
