@@ -235,16 +235,14 @@ class Monitor:
 
 def drift_figure(monitor: Monitor, stats: list[str] | None = None):
     """Histograms of reference vs recent values per statistic; an alarm turns the title red."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: no global figure registry shared by threads
 
     stats = stats if stats is not None else monitor.stats()
     n = max(1, len(stats))
     cols = min(3, n)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False)
+    fig = Figure(figsize=(4.2 * cols, 2.8 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat[len(stats):]:
         ax.axis("off")
     if not stats:
@@ -253,7 +251,9 @@ def drift_figure(monitor: Monitor, stats: list[str] | None = None):
         ref, cur, source = monitor.values(stat)
         result = monitor.drift(stat)
         both = np.concatenate([ref, cur]) if len(ref) + len(cur) else np.zeros(1)
-        edges = np.histogram_bin_edges(both, bins=20)
+        lo, hi = float(both.min()), float(both.max())
+        pad = max(1e-6, 1e-3 * abs(lo))  # a constant statistic still gets finite-width bins
+        edges = np.linspace(lo - pad, hi + pad, 21)
         if len(ref):
             ax.hist(ref, edges, density=True, alpha=0.5, label=f"{source} (n={len(ref)})")
         if len(cur):
@@ -267,12 +267,10 @@ def drift_figure(monitor: Monitor, stats: list[str] | None = None):
 
 def review_rate_figure(monitor: Monitor):
     """Share of predictions routed to review per minute, one line per pipeline."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 2.6))
+    fig = Figure(figsize=(6, 2.6))
+    ax = fig.subplots()
     for pipeline in monitor.pipelines():
         rows = monitor.review_rate(pipeline)
         if rows:

@@ -1,0 +1,206 @@
+"""The livelearner page: one Gradio Blocks app with six tabs.
+
+`build_demo(settings)` builds the page; it loads no model (models load on first use, or in the
+background after launch, with their state in the status line). Handlers are plain functions in
+demos/tab_*.py, tested without a browser; this file only wires components to them.
+
+Concurrency: the models are shared and thread-safe for inference, so streaming events run up to
+`max_streams` users at once (each stream holds one worker for its whole duration), other events
+up to `max_concurrency`; the queue is bounded (`queue_max_size`) and uploads are capped by
+`max_file_size` at launch. Per-user state (face tracks, the transcriber's buffer) lives in gr.State.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import gradio as gr
+
+from demos import tab_monitor, tab_questions, tab_review, tab_speak, tab_train, tab_webcam
+from demos.handlers import AppContext, AppSettings
+
+TITLE = "livelearner"
+INTRO = (
+    "Live predictions with **calibrated uncertainty**: green = accepted, amber **?** = sent to a human "
+    "(Review tab), grey = the model abstains. Train your own model in the Train tab and watch for drift in Monitor."
+)
+
+
+def _close_state(state: Any) -> None:
+    """Called by Gradio when a user's session ends: free per-user detectors and buffers."""
+    close = getattr(getattr(state, "pipeline", None), "close", None)
+    if callable(close):
+        close()
+
+
+def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = None) -> gr.Blocks:
+    settings = settings or (ctx.settings if ctx is not None else AppSettings())
+    ctx = ctx or AppContext(settings)
+    bind = functools.partial
+    stream_args = dict(
+        time_limit=settings.stream_time_limit_s,
+        concurrency_limit=settings.max_streams,
+        concurrency_id="streams",
+        show_progress="hidden",
+    )
+
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+        gr.Markdown(f"# {TITLE}\n{INTRO}")
+        status = gr.Markdown(ctx.hub.status_markdown(), elem_id="model-status")
+        gr.Timer(2.0).tick(ctx.hub.status_markdown, None, status, queue=False, show_progress="hidden")
+        webcam_state = gr.State(None, time_to_live=3600, delete_callback=_close_state)
+        speak_state = gr.State(None, time_to_live=3600)
+        person = gr.Textbox(label="Your name (person in front of the camera / reviewer)", value="", max_lines=1,
+                            elem_id="person")
+
+        # --- Webcam -----------------------------------------------------------------------------
+        with gr.Tab("Webcam", id="webcam"):
+            with gr.Row():
+                with gr.Column():
+                    camera = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Camera",
+                                      elem_id="camera")
+                    task = gr.Dropdown(tab_webcam.task_choices(ctx), value=tab_webcam.task_choices(ctx)[0],
+                                       label="Task", elem_id="vision-task")
+                    photo = gr.File(label="…or upload a photo", file_types=["image"], elem_id="photo")
+                    photo_btn = gr.Button("Run on photo", elem_id="photo-run")
+                with gr.Column():
+                    annotated = gr.Image(label="Predictions", format="jpeg", elem_id="annotated")
+                    probs = gr.Label(num_top_classes=4, label="Probabilities (calibrated)", elem_id="vision-probs")
+                    vision_info = gr.Markdown(elem_id="vision-info")
+                    explain_btn = gr.Button("Explain the last frame", elem_id="explain")
+                    heatmap = gr.Image(label="Grad-CAM", format="jpeg", visible=True, elem_id="heatmap")
+                    explain_info = gr.Markdown()
+            camera.stream(
+                bind(tab_webcam.process_frame, ctx), [camera, task, webcam_state, person],
+                [annotated, probs, vision_info, webcam_state],
+                stream_every=settings.stream_every_s, trigger_mode="always_last", api_name="webcam_stream",
+                **stream_args,
+            )
+            photo_btn.click(bind(tab_webcam.process_upload, ctx), [photo, task, person],
+                            [annotated, probs, vision_info], api_name="photo")
+            # one frame per call, same per-user state: what bench/load.py drives with gradio_client
+            frame_in = gr.Image(type="numpy", visible=False)
+            frame_btn = gr.Button(visible=False)
+            frame_btn.click(bind(tab_webcam.process_frame, ctx), [frame_in, task, webcam_state, person],
+                            [annotated, probs, vision_info, webcam_state], api_name="webcam_frame",
+                            concurrency_limit=settings.max_streams, concurrency_id="streams",
+                            trigger_mode="always_last", show_progress="hidden")
+            explain_btn.click(bind(tab_webcam.explain_last, ctx), [webcam_state], [heatmap, explain_info])
+
+        # --- Speak ------------------------------------------------------------------------------
+        with gr.Tab("Speak", id="speak"):
+            with gr.Row():
+                with gr.Column():
+                    mic = gr.Audio(sources=["microphone"], streaming=True, type="numpy", label="Microphone",
+                                   elem_id="mic")
+                    labels = gr.Textbox(label="Classes (zero-shot, comma separated) — or deploy a text model",
+                                        value=tab_speak.DEFAULT_LABELS, elem_id="speak-labels")
+                    upload = gr.Audio(sources=["upload"], type="filepath", label="…or upload a recording",
+                                      elem_id="speak-upload")
+                    upload_btn = gr.Button("Transcribe the recording", elem_id="speak-run")
+                with gr.Column():
+                    committed = gr.Textbox(label="Transcript (committed)", lines=4, elem_id="transcript")
+                    partial = gr.Markdown(elem_id="partial")
+                    text_probs = gr.Label(num_top_classes=4, label="Transcript class", elem_id="speak-probs")
+                    speak_info = gr.Markdown(elem_id="speak-info")
+            mic.stream(
+                bind(tab_speak.process_chunk, ctx), [mic, labels, speak_state, person],
+                [committed, partial, text_probs, speak_info, speak_state],
+                stream_every=settings.audio_stream_every_s, api_name="speak_stream", **stream_args,
+            )
+            mic.stop_recording(bind(tab_speak.finish, ctx), [labels, speak_state, person],
+                               [committed, partial, text_probs, speak_info, speak_state])
+            upload_btn.click(bind(tab_speak.process_file, ctx), [upload, labels, person],
+                             [committed, partial, text_probs, speak_info], api_name="transcribe")
+
+        # --- Questions --------------------------------------------------------------------------
+        with gr.Tab("Questions", id="questions"):
+            answers = [gr.Slider(tab_questions.SCALE_MIN, tab_questions.SCALE_MAX, value=3, step=1, label=text)
+                       for _, text in tab_questions.QUESTIONS]
+            pasted = gr.Textbox(label="…or paste all answers as numbers, e.g. 3,4,2,5,1,3,4,2", elem_id="pasted")
+            with gr.Row():
+                q_label = gr.Textbox(label="Your type (label, for training)", max_lines=1)
+                q_save = gr.Button("Save as training sample")
+                q_btn = gr.Button("Classify my answers", variant="primary", elem_id="q-run")
+            q_probs = gr.Label(num_top_classes=4, label="Type (calibrated)")
+            q_info = gr.Markdown(elem_id="q-info")
+
+            def classify(pasted_text, who, *values):
+                return tab_questions.classify(ctx, *values, pasted=pasted_text, person=who)
+
+            def save(pasted_text, label, who, *values):
+                return tab_questions.save_sample(ctx, *values, pasted=pasted_text, label=label, person=who)
+
+            q_btn.click(classify, [pasted, person, *answers], [q_probs, q_info], api_name="questions")
+            q_save.click(save, [pasted, q_label, person, *answers], [q_info])
+
+        # --- Train ------------------------------------------------------------------------------
+        with gr.Tab("Train", id="train"):
+            tab_train.build(ctx, webcam_state, speak_state, person)
+
+        # --- Review -----------------------------------------------------------------------------
+        with gr.Tab("Review", id="review") as review_tab:
+            review_summary = gr.Markdown(elem_id="review-summary")
+            with gr.Row():
+                review_task = gr.Textbox(label="Only task (empty = all)", max_lines=1)
+                review_refresh = gr.Button("Refresh queue", elem_id="review-refresh")
+            queue = gr.Dataframe(headers=tab_review.QUEUE_COLUMNS, interactive=False, label="Waiting (oldest first)",
+                                 elem_id="review-queue")
+            with gr.Row():
+                item_id = gr.Number(label="Item id", precision=0, elem_id="review-id")
+                show_btn = gr.Button("Show item", elem_id="review-show")
+            item_desc = gr.Markdown(elem_id="review-desc")
+            with gr.Row():
+                item_image = gr.Image(label="Input", interactive=False, height=240)
+                item_audio = gr.Audio(label="Input", interactive=False)
+                item_text = gr.Textbox(label="Input", interactive=False)
+                item_probs = gr.Label(num_top_classes=4, label="Model's probabilities")
+            with gr.Row():
+                correct_label = gr.Dropdown([], label="Correct label (empty = confirm the model)", allow_custom_value=True,
+                                            elem_id="review-label")
+                confirm_btn = gr.Button("Confirm / correct", variant="primary", elem_id="review-resolve")
+                skip_btn = gr.Button("Skip (unusable)")
+            review_msg = gr.Markdown(elem_id="review-msg")
+
+            def refresh(task_filter):
+                return tab_review.queue_summary(ctx), tab_review.queue_rows(ctx, task_filter)
+
+            def pick(evt: gr.SelectData, rows):
+                row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+                return rows.iloc[row, 0] if hasattr(rows, "iloc") else rows[row][0]
+
+            def show(i):
+                image, audio, text, p, desc, classes = tab_review.show_item(ctx, i)
+                return image, audio, text, p, desc, gr.Dropdown(choices=[""] + classes, value="")
+
+            review_refresh.click(refresh, [review_task], [review_summary, queue])
+            review_tab.select(refresh, [review_task], [review_summary, queue])
+            queue.select(pick, [queue], [item_id]).then(
+                show, [item_id], [item_image, item_audio, item_text, item_probs, item_desc, correct_label])
+            show_btn.click(show, [item_id], [item_image, item_audio, item_text, item_probs, item_desc, correct_label])
+            confirm_btn.click(bind(tab_review.resolve, ctx), [item_id, person, correct_label], [review_msg],
+                              api_name="review_resolve").then(refresh, [review_task], [review_summary, queue])
+            skip_btn.click(bind(tab_review.skip, ctx), [item_id, person], [review_msg]).then(
+                refresh, [review_task], [review_summary, queue])
+
+        # --- Monitor ----------------------------------------------------------------------------
+        with gr.Tab("Monitor", id="monitor") as monitor_tab:
+            alarm = gr.Markdown(elem_id="drift-alarm")
+            drift_table = gr.Dataframe(headers=tab_monitor.DRIFT_COLUMNS, interactive=False, label="Drift")
+            drift_plot = gr.Plot(label="Reference vs recent")
+            rate_plot = gr.Plot(label="Review rate")
+            timing_table = gr.Dataframe(headers=tab_monitor.TIMING_COLUMNS, interactive=False,
+                                        label="Compute vs wall time per pipeline")
+            with gr.Row():
+                monitor_btn = gr.Button("Refresh")
+                auto = gr.Checkbox(label="Refresh every 5 s", value=False)
+            timer = gr.Timer(5.0, active=False)
+            outputs = [alarm, drift_table, drift_plot, rate_plot, timing_table]
+            monitor_btn.click(bind(tab_monitor.refresh, ctx), None, outputs)
+            monitor_tab.select(bind(tab_monitor.refresh, ctx), None, outputs)
+            timer.tick(bind(tab_monitor.refresh, ctx), None, outputs, show_progress="hidden")
+            auto.change(lambda on: gr.Timer(active=on), [auto], [timer])
+
+    demo.queue(default_concurrency_limit=settings.max_concurrency, max_size=settings.queue_max_size)
+    demo.livelearner_context = ctx  # for the CLI (preload) and tests
+    return demo

@@ -1,0 +1,164 @@
+"""Speak tab: microphone -> streaming transcript -> transcript classifier with the ASR's doubt folded in.
+
+Text that the transcriber has committed never changes; the partial (uncommitted) tail is shown
+apart. Each committed segment is classified: by the deployed text model, else zero-shot against
+the classes the user typed. The segment's ASR confidence c (Whisper's own signals, calibrated)
+is folded into the class probabilities as p' = c * p + (1 - c) / C: if the words may be wrong,
+the label cannot be more certain than the words. A segment flagged as hallucinated abstains.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from capture.browser import BrowserAudio
+from capture.source import CaptureError
+from demos import engines
+from demos.handlers import AppContext, new_session_id, user_error
+from demos.monitor import speech_rate_wps
+from models.prediction import Decision, Prediction, RoutingPolicy, make_prediction
+
+DEFAULT_LABELS = "question, greeting, complaint, thanks"
+MAX_LABELS = 20
+
+
+@dataclass
+class SpeakState:
+    """One browser tab's microphone session (lives in that user's gr.State)."""
+
+    session_id: str = field(default_factory=new_session_id)
+    audio: BrowserAudio = field(default_factory=BrowserAudio)
+    stream: Any = None  # the per-user streaming transcriber
+    segments: list = field(default_factory=list)  # committed segments, in order
+    partial: str = ""
+    last_text: str = ""  # last committed segment (the Train tab can save it as a sample)
+    last_prediction: Prediction | None = None
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """"question, greeting: saying hello" -> {label: description}; errors name the problem."""
+    out: dict[str, str] = {}
+    for part in (text or "").split(","):
+        label, _, desc = part.partition(":")
+        label = label.strip()
+        if label:
+            out[label] = desc.strip() or label
+    if len(out) < 2:
+        raise user_error("Type at least two classes separated by commas, e.g. “question, greeting, complaint”.")
+    if len(out) > MAX_LABELS:
+        raise user_error(f"At most {MAX_LABELS} classes, please (got {len(out)}).")
+    return out
+
+
+def fold_asr_confidence(prediction: Prediction, asr_confidence: float, hallucinated: bool,
+                        policy: RoutingPolicy = RoutingPolicy()) -> Prediction:
+    """p' = c * p + (1 - c) / C, decision re-taken with the same policy; hallucinated -> abstain."""
+    c = float(np.clip(asr_confidence, 0.0, 1.0))
+    n = len(prediction.classes)
+    probs = c * prediction.probs + (1.0 - c) / n
+    extra = {**prediction.extra, "asr_confidence": c, "asr_hallucinated": hallucinated,
+             "text_probs": [float(p) for p in prediction.probs]}
+    folded = make_prediction(prediction.classes, probs, policy=policy,
+                             calibrated=prediction.calibrated, timestamp_s=prediction.timestamp_s,
+                             latency_ms=prediction.latency_ms, extra=extra)
+    if hallucinated:
+        from dataclasses import replace
+
+        folded = replace(folded, decision=Decision.ABSTAIN)
+    return folded
+
+
+def classify_segment(ctx: AppContext, segment: Any, labels_text: str) -> Prediction:
+    text = segment.text.strip()
+    bundle = ctx.bundle("text") or engines.zero_shot_classifier(ctx, parse_labels(labels_text))
+    prediction = bundle.predictions([text], timestamp_s=segment.start_s)[0]
+    return fold_asr_confidence(prediction, segment.confidence.confidence, segment.confidence.hallucinated,
+                               bundle.policy)
+
+
+def process_chunk(ctx: AppContext, payload: tuple[int, np.ndarray] | None, labels_text: str,
+                  state: SpeakState | None, person: str = "") -> tuple[str, str, dict | None, str, SpeakState]:
+    """One microphone chunk -> (committed transcript, partial, class probs, info, state)."""
+    state = state if isinstance(state, SpeakState) else SpeakState()
+    try:
+        chunk = state.audio.push(payload)
+    except CaptureError as e:
+        raise user_error(str(e), e) from e
+    if chunk is None:
+        return _outputs(state)
+    if state.stream is None:
+        state.stream = engines.open_asr_stream(ctx)
+    ctx.monitor.record_audio("speech", chunk.samples)
+    update = engines.asr_step(state.stream, chunk)
+    return _absorb(ctx, state, update, labels_text, person)
+
+
+def finish(ctx: AppContext, labels_text: str, state: SpeakState | None, person: str = ""):
+    """Recording stopped: flush the resampler and the transcriber; commit what is left."""
+    if not isinstance(state, SpeakState) or state.stream is None:
+        return (*_outputs(state or SpeakState())[:4], state)
+    tail = state.audio.flush()
+    if tail is not None:
+        engines.asr_step(state.stream, tail)
+    update = engines.asr_finish(state.stream)
+    state.stream = None  # the next recording starts a fresh stream (times restart at 0)
+    return _absorb(ctx, state, update, labels_text, person)
+
+
+def process_file(ctx: AppContext, path: str | None, labels_text: str, person: str = "") -> tuple[str, str, dict | None, str]:
+    """An uploaded recording through the same streaming code, as fast as possible."""
+    if not path:
+        raise user_error("Choose an audio file first.")
+    parse_labels(labels_text)  # fail early on bad classes, before minutes of decoding
+    samples = engines.read_audio_file(Path(path))
+    if float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) < 1e-4:
+        raise user_error("This recording is silent: nothing to transcribe. Check the microphone and record again.")
+    state = SpeakState()
+    state.stream = engines.open_asr_stream(ctx)
+    from capture.items import AUDIO_SAMPLE_RATE, AudioChunk
+
+    step = AUDIO_SAMPLE_RATE  # feed 1 s chunks, like a live stream
+    for start in range(0, len(samples), step):
+        piece = samples[start:start + step]
+        chunk = AudioChunk(piece, AUDIO_SAMPLE_RATE, start / AUDIO_SAMPLE_RATE, source=f"file:{Path(path).name}")
+        _absorb(ctx, state, engines.asr_step(state.stream, chunk), labels_text, person)
+    committed, partial, probs, info, _ = _absorb(ctx, state, engines.asr_finish(state.stream), labels_text, person)
+    if not committed.strip():
+        raise user_error("No speech found in this recording (only silence or noise). Speak closer to the microphone.")
+    return committed, partial, probs, info
+
+
+def _absorb(ctx: AppContext, state: SpeakState, update: Any, labels_text: str, person: str):
+    """Classify newly committed segments, offer uncertain ones for review, update the state."""
+    new_segments, partial = engines.asr_update(update)
+    state.partial = partial
+    for segment in new_segments:
+        if not segment.text.strip():
+            continue
+        state.segments.append(segment)
+        state.last_text = segment.text.strip()
+        ctx.monitor.record(f"speech/speech_rate_wps", speech_rate_wps(segment.text, segment.end_s - segment.start_s))
+        ctx.monitor.record("speech/asr_confidence", segment.confidence.confidence)
+        prediction = classify_segment(ctx, segment, labels_text)
+        state.last_prediction = prediction
+        ctx.monitor.record_predictions("speech", [prediction])
+        ctx.monitor.record_timing("speech", prediction.latency_ms)
+        ctx.review.offer("text", prediction, state.last_text, person=person or None, session=state.session_id)
+    return _outputs(state)
+
+
+def _outputs(state: SpeakState):
+    committed = " ".join(s.text.strip() for s in state.segments)
+    partial = f"*{state.partial.strip()}…*" if state.partial.strip() else ""
+    p = state.last_prediction
+    if p is None:
+        return committed, partial, None, "Speak: committed text appears above, the uncertain tail in italics.", state
+    pset = ", ".join(p.prediction_set) if p.prediction_set else "n/a"
+    info = (f"“{state.last_text}” → **{p.label}** p={p.confidence:.2f} · decision **{p.decision.value}** · "
+            f"ASR confidence {p.extra.get('asr_confidence', float('nan')):.2f}"
+            + (" · ⚠️ probably hallucinated" if p.extra.get("asr_hallucinated") else "")
+            + f" · set {{{pset}}}")
+    return committed, partial, p.as_label_dict(), info, state

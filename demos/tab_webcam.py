@@ -1,0 +1,127 @@
+"""Webcam tab: the browser camera (or an uploaded photo) through a live vision pipeline.
+
+Stale frames are dropped, never queued: a Gradio stream event keeps only the newest chunk the
+browser sent while the handler was busy (the `/stream/{event_id}` route overwrites the pending
+data), so a slow model lowers the frame rate instead of growing the latency.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from capture.browser import BrowserVideo
+from capture.source import CaptureError
+from demos import engines
+from demos.handlers import AppContext, new_session_id, user_error
+from models.prediction import Prediction
+
+FPS_WINDOW = 30  # results over which fps and latency are shown
+REVIEW_CROP_PX = 224  # review items keep the face crop in the framing a team image model is trained on
+
+
+@dataclass
+class WebcamState:
+    """One browser tab's webcam session (lives in that user's gr.State)."""
+
+    session_id: str = field(default_factory=new_session_id)
+    task: str = ""
+    pipeline: Any = None  # per-session pipeline (face/hand tracks are per user)
+    video: BrowserVideo = field(default_factory=BrowserVideo)  # numbers and timestamps browser frames
+    result_times_s: deque = field(default_factory=lambda: deque(maxlen=FPS_WINDOW))
+    latencies_ms: deque = field(default_factory=lambda: deque(maxlen=FPS_WINDOW))
+    last_frame: np.ndarray | None = None  # (H, W, 3) uint8 RGB, for capture and explanations
+    last_predictions: list[Prediction] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        t = self.result_times_s
+        return (len(t) - 1) / (t[-1] - t[0]) if len(t) >= 2 and t[-1] > t[0] else 0.0
+
+
+def task_choices(ctx: AppContext) -> list[str]:
+    return engines.vision_tasks(ctx)
+
+
+def process_frame(
+    ctx: AppContext, frame: np.ndarray | None, task: str, state: WebcamState | None, person: str = ""
+) -> tuple[np.ndarray | None, dict[str, float] | None, str, WebcamState]:
+    """One webcam frame -> (annotated frame, top prediction's probabilities, summary, state)."""
+    state = state if isinstance(state, WebcamState) else WebcamState()
+    if frame is None:
+        return None, None, "Waiting for the camera…", state
+    try:
+        item = state.video.push(frame)
+    except CaptureError as e:
+        raise user_error(str(e), e) from e
+    image = item.image
+    if state.pipeline is None or state.task != task:
+        engines.close_quietly(state.pipeline)
+        state.pipeline, state.task = None, ""
+        state.pipeline, state.task = engines.open_vision(ctx, task), task
+    started = time.monotonic()
+    predictions = engines.run_vision(state.pipeline, image, item.timestamp_s)
+    latency_ms = (time.monotonic() - started) * 1000.0
+    state.result_times_s.append(time.monotonic())
+    state.latencies_ms.append(latency_ms)
+    state.last_frame, state.last_predictions = image, predictions
+    pipeline_name = task
+    ctx.monitor.record_frame(pipeline_name, image, predictions)
+    ctx.monitor.record_timing(pipeline_name, latency_ms)
+    for p in predictions:
+        if ctx.settings.review.needs_review(p):  # crop only what goes to the queue
+            crop = engines.face_crop(image, p.box, REVIEW_CROP_PX) if p.box is not None else image
+            ctx.review.offer(task, p, crop, person=person or None, session=state.session_id)
+    annotated = engines.draw(image, predictions)
+    return annotated, _label(predictions), summary(predictions, state), state
+
+
+def process_upload(ctx: AppContext, path: str | None, task: str, person: str = "") -> tuple[np.ndarray, dict | None, str]:
+    """An uploaded photo through the same pipeline (a fresh session: no tracking across photos)."""
+    if not path:
+        raise user_error("Choose an image file first.")
+    image = engines.read_image_file(Path(path))
+    state = WebcamState()
+    try:
+        annotated, label, text, _ = process_frame(ctx, image, task, state, person)
+    finally:
+        engines.close_quietly(state.pipeline)
+    return annotated, label, text
+
+
+def explain_last(ctx: AppContext, state: WebcamState | None) -> tuple[np.ndarray | None, str]:
+    """Grad-CAM of the last frame's first detection (image learners), else a note why not."""
+    from demos import explain
+
+    if not isinstance(state, WebcamState) or state.last_frame is None:
+        raise user_error("Start the camera (or run a photo) first: there is no frame to explain yet.")
+    return explain.explain_frame(state.pipeline, state.last_frame, state.last_predictions)
+
+
+def summary(predictions: list[Prediction], state: WebcamState) -> str:
+    """Markdown under the video: one line per detection, then fps and latency."""
+    lines = []
+    if not predictions:
+        lines.append("No face or hand found in this frame.")
+    for i, p in enumerate(predictions):
+        pset = ", ".join(p.prediction_set) if p.prediction_set is not None else "n/a (uncalibrated)"
+        cov = f" ({p.coverage:.0%} set)" if p.coverage else ""
+        who = f"#{p.track_id}" if p.track_id is not None else f"{i + 1}"
+        lines.append(
+            f"**{who}: {p.label}** p={p.confidence:.2f} · decision **{p.decision.value}** · "
+            f"set{cov}: {{{pset}}} · entropy {p.entropy:.2f}"
+        )
+    lat = np.median(state.latencies_ms) if state.latencies_ms else 0.0
+    lines.append(f"\n{state.fps:.1f} results/s · model latency {lat:.0f} ms (median of {len(state.latencies_ms)})")
+    return "\n\n".join(lines)
+
+
+def _label(predictions: list[Prediction]) -> dict[str, float] | None:
+    if not predictions:
+        return None
+    best = max(predictions, key=lambda p: (p.box[2] - p.box[0]) * (p.box[3] - p.box[1]) if p.box else 0)
+    return best.as_label_dict()
