@@ -111,6 +111,12 @@ class BoundedQueue(Generic[T]):
                 self._items.clear()
             self._cond.notify_all()
 
+    def count_dropped(self, n: int) -> None:
+        """The consumer discarded `n` items it got (e.g. skipped to the newest): count them as dropped."""
+        with self._cond:
+            self._dropped += n
+            self._got -= n
+
     @property
     def closed(self) -> bool:
         return self._closed

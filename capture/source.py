@@ -120,13 +120,6 @@ class Source(Generic[T]):
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def __del__(self) -> None:  # a forgotten source must not keep a camera open
-        try:
-            if self._thread is not None and self._thread.is_alive():
-                self.stop()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
-
     # --- consumer side ----------------------------------------------------------------------------
     def read(self, timeout_s: float | None = None) -> T | None:
         """Next item; None at the end of the stream.
@@ -146,6 +139,19 @@ class Source(Generic[T]):
                 raise
             raise CaptureError(f"{self.name}: nothing captured for {wait_s:g} s; the device stopped answering. "
                                "Check it is connected and not used by another program.") from None
+
+    def read_latest(self, timeout_s: float | None = None) -> T | None:
+        """The newest item, discarding older queued ones (counted as dropped): for a model slower than
+        the camera that should always work on the freshest frame. None at the end of the stream."""
+        item = self.read(timeout_s)
+        while item is not None and len(self._queue):
+            try:
+                newer = self._queue.get(0)
+            except (QueueClosed, TimeoutError):
+                break
+            self._queue.count_dropped(1)
+            item = newer
+        return item
 
     def __iter__(self) -> Iterator[T]:
         while (item := self.read()) is not None:
