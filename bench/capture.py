@@ -227,6 +227,7 @@ def long_replay(video: Path, audio: Path, media_s: float) -> dict[str, object]:
         "replay_video_fps": video_fps, "replay_dropped": video_dropped + audio_dropped,
         "replay_vad_segments": segments, "rss_before_mb": before, "rss_after_mb": after,
         "rss_max_mb": max(series + [after]), "rss_growth_mb": after - before,
+        "rss_trend_mb": series[-1] - series[0],  # first to last 10% mark of the long replay
         "rss_series_mb": [round(x, 1) for x in series],
     }
 
@@ -262,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"replay of {r['replay_media_s']:.0f} s media: video {r['replay_video_wall_s']:.1f} s wall "
               f"({r['replay_video_fps']:.0f} fps), audio+browser+VAD {r['replay_audio_wall_s']:.1f} s wall; "
               f"RSS after warm-up {r['rss_before_mb']:.1f} MB, every 10% {r['rss_series_mb']}, after "
-              f"{r['rss_after_mb']:.1f} MB (growth {r['rss_growth_mb']:+.1f} MB, {'ok' if r['rss_ok'] else 'GROWING'})")
+              f"{r['rss_after_mb']:.1f} MB (growth {r['rss_growth_mb']:+.1f} MB since warm-up, "
+              f"{r['rss_trend_mb']:+.1f} MB from first to last mark; {'ok' if r['rss_ok'] else 'GROWING'})")
     print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in results.items()}))
     return 0 if results["rss_ok"] else 1
 

@@ -8,8 +8,9 @@ Items (capture/items.py) — what every pipeline receives:
         start_s: position in the stream (chunks tile: next.start_s == this.end_s unless samples were dropped).
 
 Sources (all `Source[T]`: context manager, iterate until end, `read(timeout_s)` -> item | None at end,
-`stats()` -> SourceStats(capture_fps, dropped, ...), `stop()` joins the thread and releases the device;
-a device that fails raises CaptureError in the consumer within ~2 s):
+`read_latest()` -> newest item, skipping (and counting) older ones, `stats()` -> SourceStats(capture_fps,
+dropped, queued, max_queued, retries, ...), `stop()` joins the thread and releases the device; a device
+that fails is re-opened with back-off and, if it stays gone, raises CaptureError in the consumer within 2 s):
     open_video("0" | "rtsp://..." | "clip.mp4" | "frames/", VideoSettings(...))
         CameraSource(index_or_url), VideoFileSource(path), ImageFolderSource(folder)
         VideoSettings(realtime=True, queue_size=2, loop=False, ...): files replay at their fps
@@ -37,14 +38,17 @@ from capture.audio import (
     open_audio,
     resample,
 )
+from capture.browser import BrowserAudio, BrowserVideo
 from capture.buffers import AudioRing, BoundedQueue, DropPolicy
 from capture.items import AUDIO_SAMPLE_RATE, AudioChunk, VideoFrame
 from capture.source import CaptureError, Source, SourceStats
+from capture.vad import SpeechSegment, VadSettings, VoiceActivityDetector
 from capture.video import CameraSource, ImageFolderSource, VideoFileSource, VideoSettings, open_video
 
 __all__ = [
     "AUDIO_SAMPLE_RATE", "AudioChunk", "AudioFileSource", "AudioRing", "AudioSettings", "BoundedQueue",
-    "CameraSource", "CaptureError", "DropPolicy", "ImageFolderSource", "MicrophoneSource", "Source",
-    "SourceStats", "StreamResampler", "VideoFileSource", "VideoFrame", "VideoSettings", "as_float32_mono",
-    "load_audio", "open_audio", "open_video", "resample",
+    "BrowserAudio", "BrowserVideo", "CameraSource", "CaptureError", "DropPolicy", "ImageFolderSource",
+    "MicrophoneSource", "Source", "SourceStats", "SpeechSegment", "StreamResampler", "VadSettings",
+    "VideoFileSource", "VideoFrame", "VideoSettings", "VoiceActivityDetector", "as_float32_mono", "load_audio",
+    "open_audio", "open_video", "resample",
 ]

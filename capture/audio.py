@@ -313,12 +313,13 @@ def _open_input_stream(settings: AudioSettings, callback: Callable[..., None]) -
             f"Devices sounddevice sees:\n{list_input_devices()}\n"
             "Plug in or enable a microphone (check OS privacy settings), pick one with --device N, "
             "or pass an audio file instead.") from e
-    rate, channels = AUDIO_SAMPLE_RATE, 1
-    try:
-        sd.check_input_settings(settings.device, channels=1, dtype="float32", samplerate=rate)
-    except (ValueError, sd.PortAudioError):
-        rate = int(info["default_samplerate"])
-        channels = 1 if info["max_input_channels"] >= 1 else int(info["max_input_channels"])
+    default_rate, max_channels = int(info["default_samplerate"]), max(1, int(info["max_input_channels"]))
+    for rate, channels in ((AUDIO_SAMPLE_RATE, 1), (default_rate, 1), (default_rate, max_channels)):
+        try:  # 16 kHz mono saves resampling; otherwise the device's own format, converted in the source
+            sd.check_input_settings(settings.device, channels=channels, dtype="float32", samplerate=rate)
+            break
+        except (ValueError, sd.PortAudioError):
+            continue
     try:
         stream = sd.InputStream(samplerate=rate, channels=channels, dtype="float32", device=settings.device,
                                 blocksize=max(1, round(settings.block_s * rate)), callback=callback)

@@ -291,6 +291,8 @@ class ImageFolderSource(Source[VideoFrame]):
 
     def _open(self) -> None:
         _check_file(self.folder, "Image folder")
+        if not self.folder.is_dir():
+            raise CaptureError(f"{self.folder} is a file, not a folder; pass the folder that holds the images.")
         files = sorted(p for p in self.folder.iterdir() if p.is_file())
         self.paths = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
         if not self.paths:
