@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from capture import CameraSource, CaptureError, ImageFolderSource, VideoFileSource, VideoSettings, open_video
-from capture_helpers import FPS, capture_threads, write_video
+from capture_helpers import FPS, MjpegServer, capture_threads, write_video
 
 FRAMES = 45
 
@@ -176,6 +176,31 @@ def test_live_camera_keeps_only_newest_frames():
     indices = [f.index for f in got]
     assert indices == sorted(indices) and stats.dropped > 10 and stats.max_queued <= 2
     assert stats.capture_fps > 100
+
+
+def test_live_http_stream_through_opencv_drops_when_slow_and_errors_when_gone():
+    """A real MJPEG stream read by OpenCV's FFmpeg backend: newest frames only, then the sender dies."""
+    server = MjpegServer(fps=30)
+    before = capture_threads()
+    try:
+        source = CameraSource(server.url, VideoSettings(open_timeout_s=2, queue_size=2)).start()
+        frames = []
+        for _ in range(8):
+            frames.append(source.read())
+            time.sleep(0.1)  # a model three times slower than the stream
+        stats = source.stats()
+        assert frames[0].image[:, :20].reshape(-1, 3).mean(axis=0)[0] > 200, "RGB order"
+        assert stats.capture_fps == pytest.approx(30, rel=0.3) and stats.dropped >= 8 and stats.max_queued <= 2
+        assert [f.index for f in frames] == sorted(f.index for f in frames)
+    finally:
+        server.close()
+    gone_at = time.monotonic()
+    with pytest.raises(CaptureError, match="stopped delivering frames"):
+        while True:
+            source.read()
+    assert time.monotonic() - gone_at < 2.0
+    source.stop()
+    assert capture_threads() - before == set()
 
 
 def test_no_camera_at_index_lists_what_opens():
