@@ -57,7 +57,9 @@ def read_ct2(path: str | Path) -> dict[str, np.ndarray | torch.Tensor]:
     def text() -> str:
         nonlocal offset
         n = take("H")
-        s = bytes(data[offset : offset + n - 1]).decode("utf-8")
+        if offset + n > len(data):
+            raise CT2FormatError(f"{path}: file ends early at byte {offset} (truncated download?)")
+        s = bytes(data[offset : offset + n - 1]).decode("utf-8", errors="replace")
         offset += n
         return s
 
@@ -83,6 +85,8 @@ def read_ct2(path: str | Path) -> dict[str, np.ndarray | torch.Tensor]:
         variables[name] = torch.from_numpy(array.copy()).view(torch.bfloat16) if dtype_id == _BFLOAT16 else array
     for _ in range(take("I")):
         alias, target = text(), text()
+        if target not in variables:
+            raise CT2FormatError(f"{path}: alias {alias} names a missing variable {target!r} (truncated download?)")
         variables[alias] = variables[target]
     return variables
 
@@ -104,6 +108,9 @@ def convert_state(
 ) -> tuple[dict[str, int], dict[str, torch.Tensor]]:
     """(dims, state_dict) of an openai-whisper model from CTranslate2 variables."""
     v = variables
+    quantized = [k for k in v if k.endswith("weight_scale")]
+    if quantized:
+        raise CT2FormatError(f"quantized CTranslate2 model ({quantized[0]}); convert a float16/float32 one")
     sd: dict[str, torch.Tensor] = {}
 
     def put(key: str, ct2_name: str) -> None:

@@ -84,3 +84,40 @@ def test_reader_rejects_files_that_are_not_ctranslate2(tmp_path):
     junk.write_bytes(b"PK\x03\x04" + bytes(100))
     with pytest.raises(CT2FormatError):
         read_ct2(junk)
+
+
+def write_ct2(path, variables: dict[str, np.ndarray], aliases: dict[str, str] = {}) -> None:
+    """A CTranslate2 binary-version-6 file (the layout the converter reads), for format checks."""
+    import struct
+
+    def text(s: str) -> bytes:
+        return struct.pack("<H", len(s) + 1) + s.encode() + b"\0"
+
+    dtype_ids = {np.dtype(np.float32): 0, np.dtype(np.int8): 1, np.dtype(np.int16): 2, np.dtype(np.float16): 4}
+    out = struct.pack("<I", 6) + text("WhisperSpec") + struct.pack("<II", 3, len(variables))
+    for name, a in variables.items():
+        out += text(name) + struct.pack("<B", a.ndim) + struct.pack(f"<{a.ndim}I", *a.shape)
+        out += struct.pack("<BI", dtype_ids[a.dtype], a.nbytes) + a.tobytes()
+    out += struct.pack("<I", len(aliases)) + b"".join(text(a) + text(t) for a, t in aliases.items())
+    path.write_bytes(out)
+
+
+def test_reader_keeps_shapes_dtypes_and_resolves_aliases(tmp_path):
+    weight = np.arange(6, dtype=np.float16).reshape(3, 2)
+    write_ct2(tmp_path / "m.bin", {"decoder/embeddings/weight": weight, "decoder/num_heads": np.array(8, np.int16)},
+              {"decoder/projection/weight": "decoder/embeddings/weight"})
+    variables = read_ct2(tmp_path / "m.bin")
+    assert np.array_equal(variables["decoder/projection/weight"], weight)
+    assert variables["decoder/embeddings/weight"].dtype == np.float16 and int(variables["decoder/num_heads"]) == 8
+    data = (tmp_path / "m.bin").read_bytes()
+    (tmp_path / "cut.bin").write_bytes(data[: len(data) - 20])
+    with pytest.raises(CT2FormatError, match="truncated"):
+        read_ct2(tmp_path / "cut.bin")
+
+
+def test_quantized_models_are_refused_not_silently_broken(tmp_path):
+    from models.whisper_convert import convert_state
+
+    with pytest.raises(CT2FormatError, match="quantized"):
+        convert_state({"encoder/layer_0/ffn/linear_0/weight": np.zeros((2, 2), np.int8),
+                       "encoder/layer_0/ffn/linear_0/weight_scale": np.ones(2, np.float32)})
