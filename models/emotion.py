@@ -262,18 +262,19 @@ def _fuse_for_inference(model: nn.Module) -> nn.Module:
 
 # ---- fastai ------------------------------------------------------------------------------------
 
-def emotion_datablock() -> Any:
-    """fastai DataBlock for (image, label) items with the model's preprocessing.
+def emotion_datablock(path_col: str = "path", label_col: str = "label") -> Any:
+    """fastai DataBlock over a DataFrame of image paths and emotion labels, with the model's preprocessing.
 
-    Items are (path_or_array, label) pairs; images become 64x64 grey, scaled to [-1, 1] by
-    IntToFloatTensor (/255) then Normalize(0.5, 0.5) -- the same numbers as fer.
+    Images become 64x64 grey, scaled to [-1, 1] by IntToFloatTensor (/255) then Normalize(0.5, 0.5)
+    -- the same numbers as fer. Use `emotion_datablock().dataloaders(df)`; split by person in `df`
+    and pass a splitter of your own (`DataBlock(..., splitter=...)` via `.new`) for honest validation.
     """
-    from fastai.vision.all import (CategoryBlock, DataBlock, ImageBlock, Normalize, PILImageBW, RandomSplitter,
-                                   Resize)
+    from fastai.vision.all import (CategoryBlock, ColReader, DataBlock, ImageBlock, Normalize, PILImageBW,
+                                   RandomSplitter, Resize)
 
     return DataBlock(
-        blocks=(ImageBlock(cls=PILImageBW), CategoryBlock(vocab=list(EMOTION_CLASSES))),
-        get_x=lambda item: item[0], get_y=lambda item: item[1],
+        blocks=(ImageBlock(cls=PILImageBW), CategoryBlock(vocab=list(EMOTION_CLASSES), sort=False)),
+        get_x=ColReader(path_col), get_y=ColReader(label_col),
         splitter=RandomSplitter(valid_pct=0.2, seed=0),
         item_tfms=Resize(INPUT_SIZE),
         batch_tfms=[Normalize.from_stats([0.5], [0.5])],

@@ -60,6 +60,10 @@ def load_image_learner(path: str | Path, settings: ImageLearnerSettings = ImageL
             learn = load_learner(resolved, cpu=True)
     except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, ImportError, AttributeError,
             ModuleNotFoundError, TypeError, OSError, KeyError) as e:
+        if isinstance(e, AttributeError) and "'dls'" in str(e):  # fastai touched .dls of a non-Learner
+            kind = str(e).split("'")[1] if "'" in str(e) else "something else"
+            raise LearnerLoadError(f"{path} holds a {kind}, not a fastai Learner; "
+                                   "save your model with `learn.export('model.pkl')`") from e
         raise LearnerLoadError(f"{path} could not be read as a fastai export ({type(e).__name__}: {e}); it is "
                                "corrupt or not a `learn.export()` file -- export the learner again") from e
     if not isinstance(learn, Learner):
