@@ -364,7 +364,11 @@ class MicrophoneSource(Source[AudioChunk]):
             self.device_rate = rate
             self.ring = AudioRing(round(self.settings.ring_s * rate))
         self.ring.last_write_s = time.monotonic()  # the stall clock starts now
-        stream.start()
+        try:
+            stream.start()
+        except Exception:
+            stream.close()
+            raise
         self._stream = stream
 
     def _close_stream(self) -> None:
@@ -376,7 +380,13 @@ class MicrophoneSource(Source[AudioChunk]):
                 stream.close()
 
     def _open(self) -> None:
-        self._start_stream()
+        try:
+            self._start_stream()
+        except CaptureError:
+            raise
+        except Exception as e:  # noqa: BLE001 - PortAudio errors come in several types
+            raise CaptureError(f"Could not start the microphone ({type(e).__name__}: {e}). Another program may "
+                               f"hold it, or it was unplugged. Devices:\n{list_input_devices()}") from e
 
     def _produce(self) -> None:
         resampler = StreamResampler(self.device_rate) if self.device_rate != AUDIO_SAMPLE_RATE else None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections import deque
 from dataclasses import dataclass
 from typing import Generic, Iterator, TypeVar
@@ -65,6 +66,8 @@ class Source(Generic[T]):
         self._times: deque[float] = deque(maxlen=FPS_WINDOW)
         self._lock = threading.Lock()
         self._stall_timeout_s: float | None = None  # live sources: longest wait before the consumer hears why
+        self._producer_done = False
+        self._release_on_exit = False  # stop() gave up waiting: the producer releases the device itself
 
     # --- subclass hooks -------------------------------------------------------------------------
     def _open(self) -> None:
@@ -92,6 +95,12 @@ class Source(Generic[T]):
             self._queue.close(CaptureError(f"{self.name}: capture failed: {type(e).__name__}: {e}"))
         else:
             self._queue.close()
+        finally:
+            with self._lock:
+                self._producer_done = True
+                release = self._release_on_exit
+            if release:
+                self._release()
 
     # --- lifecycle --------------------------------------------------------------------------------
     def start(self) -> "Source[T]":
@@ -109,7 +118,14 @@ class Source(Generic[T]):
         self._wake()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(JOIN_TIMEOUT_S)
-        self._release()
+        with self._lock:  # never release a device under a read still in progress (OpenCV may crash)
+            busy = self._thread is not None and not self._producer_done
+            self._release_on_exit = busy
+        if busy:
+            warnings.warn(f"{self.name}: the capture thread is stuck in the device driver; it will release the "
+                          f"device when the driver returns.", stacklevel=2)
+        else:
+            self._release()
 
     def _wake(self) -> None:
         """Subclasses waiting on something other than the queue wake it here."""

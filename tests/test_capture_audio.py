@@ -221,6 +221,18 @@ def test_microphone_unplugged_errors_within_two_seconds():
     mic.stop()
 
 
+def test_microphone_that_cannot_start_is_closed_and_explained():
+    streams = []
+
+    def factory(settings, callback):
+        streams.append(FakeInputStream(callback, SR, [False]))
+        return streams[-1], SR, 1
+
+    with pytest.raises(CaptureError, match="Could not start the microphone .*device unavailable"):
+        MicrophoneSource(stream_factory=factory).start()
+    assert streams[0].closed
+
+
 def test_no_input_device_lists_devices():
     try:
         sd.query_devices(kind="input")

@@ -165,6 +165,24 @@ def test_camera_recovers_after_a_short_dropout():
     assert all(f is not None for f in frames) and len(made) >= 2
 
 
+def test_stop_never_releases_a_camera_under_a_stuck_read(monkeypatch):
+    import capture.source
+
+    monkeypatch.setattr(capture.source, "JOIN_TIMEOUT_S", 0.2)
+    factory, made = fake_factory([True])
+    source = CameraSource(0, VideoSettings(), capture_factory=factory).start()
+    source.read(timeout_s=1)
+    driver_returns = threading.Event()
+    made[0].read = lambda: (driver_returns.wait(5), None)  # the driver hangs inside read()
+    time.sleep(0.05)
+    with pytest.warns(UserWarning, match="stuck in the device driver"):
+        source.stop()
+    assert not made[0].released, "releasing under a read in progress can crash OpenCV"
+    driver_returns.set()
+    source._thread.join(2)
+    assert made[0].released and not source._thread.is_alive()
+
+
 def test_live_camera_keeps_only_newest_frames():
     factory, _ = fake_factory([True], fps=200.0)
     got = []
