@@ -389,17 +389,21 @@ class MicrophoneSource(Source[AudioChunk]):
                                f"hold it, or it was unplugged. Devices:\n{list_input_devices()}") from e
 
     def _produce(self) -> None:
-        resampler = StreamResampler(self.device_rate) if self.device_rate != AUDIO_SAMPLE_RATE else None
-        chunk_in = max(1, round(self.settings.chunk_s * self.device_rate))
-        expected = 0  # absolute ring position we expect next; a jump means overwritten samples
-        out_pos = 0  # output (16 kHz) samples, including gaps: the stream position
+        ring: AudioRing | None = None
+        resampler: StreamResampler | None = None
+        chunk_in = expected = 0  # input samples per chunk; absolute ring position we expect next
+        out_pos = 0  # output (16 kHz) samples, including overwritten gaps: the stream position
         failing_since: float | None = None
         delay_s = self.settings.retry_first_s
         while not self._stopping.is_set():
-            got = self.ring.read(chunk_in, timeout_s=0.05)
+            if self.ring is not ring:  # first pass, or re-opened at another rate: a new ring
+                ring, expected = self.ring, 0
+                resampler = StreamResampler(self.device_rate) if self.device_rate != AUDIO_SAMPLE_RATE else None
+                chunk_in = max(1, round(self.settings.chunk_s * self.device_rate))
+            got = ring.read(chunk_in, timeout_s=0.05)
             now = time.monotonic()
             if got is None:
-                last = self.ring.last_write_s or now
+                last = ring.last_write_s or now
                 if self._stream is not None and now - last < self.settings.retry_first_s + self.settings.block_s * 4:
                     continue
                 failing_since = failing_since or now  # callbacks stopped: device gone or stream died
@@ -421,7 +425,7 @@ class MicrophoneSource(Source[AudioChunk]):
                 continue
             failing_since, delay_s = None, self.settings.retry_first_s
             pos, block = got
-            if pos != expected:  # the reader fell behind and the ring overwrote samples
+            if pos > expected:  # the reader fell behind and the ring overwrote samples
                 out_pos += round((pos - expected) * AUDIO_SAMPLE_RATE / self.device_rate)
                 self._extra_dropped += max(1, round((pos - expected) / chunk_in))
                 if resampler is not None:

@@ -7,7 +7,8 @@ Colour order and dtype, once for the whole project: `VideoFrame.image` is (H, W,
 Times: `timestamp_s` is `time.monotonic()` when the item was captured (or, for a file, released
 by the replay clock). `media_time_s` / `start_s` are positions in the stream or file, so that
 contiguous audio chunks tile exactly (start_s of the next chunk == end_s of this one unless
-samples were dropped).
+samples were dropped, which advances start_s by what was lost). A device outage (no samples at
+all) does not advance start_s: `timestamp_s` shows the wall-clock gap.
 """
 from __future__ import annotations
 

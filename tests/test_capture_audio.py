@@ -11,8 +11,8 @@ import pytest
 import soundfile as sf
 import sounddevice as sd
 
-from capture import (AudioFileSource, AudioSettings, CaptureError, MicrophoneSource, StreamResampler, load_audio,
-                     resample)
+from capture import (AudioFileSource, AudioSettings, CaptureError, MicrophoneSource, StreamResampler,
+                     as_float32_mono, load_audio, resample)
 from capture_helpers import capture_threads
 
 SR = 16_000
@@ -126,6 +126,26 @@ def test_bad_audio_files_explain_themselves(tmp_path, make, message):
     make(path)
     with pytest.raises(CaptureError, match=message):
         load_audio(path)
+
+
+def test_pcm_arrays_of_every_kind_become_float_mono():
+    ramp = np.linspace(-1, 1, 1000, endpoint=False)
+    cases = {
+        "int16": (ramp * 32768).astype(np.int16),
+        "int32": (ramp * 2**31).astype(np.int32),
+        "float64 stereo": np.stack([ramp, ramp], axis=1),
+        "channels-first": np.stack([ramp, ramp]),
+    }
+    for name, pcm in cases.items():
+        x = as_float32_mono(pcm, SR, what=name)
+        assert x.dtype == np.float32 and x.shape == (1000,) and np.allclose(x, ramp, atol=1e-4), name
+    with pytest.warns(UserWarning, match="8-bit"):
+        x = as_float32_mono(((ramp + 1) * 128).astype(np.uint8), SR)
+    assert np.allclose(x, ramp, atol=1 / 128)
+    with pytest.raises(CaptureError, match="empty"):
+        as_float32_mono(np.zeros(0, np.int16), SR)
+    with pytest.raises(CaptureError, match="1000 NaN/inf samples"):
+        as_float32_mono(np.full(1000, np.nan), SR)
 
 
 def test_unsupported_format_names_the_fix(tmp_path):
