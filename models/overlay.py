@@ -58,18 +58,22 @@ def draw_predictions(image_rgb: np.ndarray, predictions: Sequence[Prediction],
         if p.track_id is not None and p.box is not None:
             text = f"#{p.track_id} {text}"
         (tw, th), base = cv2.getTextSize(text, FONT, settings.font_scale, 1)
-        ty = y0 - settings.bar_height_px - 4 if y0 - th - settings.bar_height_px - 6 >= 0 else y0 + th + 4
+        bar_h = settings.bar_height_px
+        above = y0 - th - base - bar_h - 8 >= 0  # room for label + bar above the box?
         if p.box is None:
-            ty = th + 8
+            ty = th + 4
+        elif above:
+            ty = y0 - bar_h - base - 6
+        else:
+            ty = y1 + th + 4
         tx = min(max(x0, 0), max(w - tw - 2, 0))
         cv2.rectangle(out, (tx, ty - th - 2), (tx + tw + 2, ty + base), (0, 0, 0), -1)
         cv2.putText(out, text, (tx + 1, ty), FONT, settings.font_scale, colour, 1, cv2.LINE_AA)
-        # probability bar: full width = box width (or text width without a box)
+        # probability bar under the label: full width = box width (or the text's without a box)
         bar_w = max((x1 - x0) if p.box is not None else tw, 20)
         by = ty + base + 2
-        cv2.rectangle(out, (tx, by), (tx + bar_w, by + settings.bar_height_px), (60, 60, 60), -1)
-        cv2.rectangle(out, (tx, by), (tx + int(round(bar_w * p.confidence)), by + settings.bar_height_px),
-                      colour, -1)
+        cv2.rectangle(out, (tx, by), (tx + bar_w, by + bar_h), (60, 60, 60), -1)
+        cv2.rectangle(out, (tx, by), (tx + int(round(bar_w * p.confidence)), by + bar_h), colour, -1)
     return out
 
 
