@@ -38,7 +38,8 @@ from capture.items import VideoFrame
 from capture.video import to_rgb
 from capture.vad import FRAME_SAMPLES, VoiceActivityDetector
 
-RSS_GROWTH_LIMIT_MB = 10.0  # more than this over the long replay counts as a leak
+RSS_GROWTH_LIMIT_MB = 10.0  # more than this over the long replay counts as a leak ...
+RSS_SECOND_HALF_LIMIT_MB = 1.0  # ... and so does any growth once allocators have settled (second half)
 
 
 def find_media(data: Path | None, workdir: Path) -> tuple[Path, Path]:
@@ -228,6 +229,7 @@ def long_replay(video: Path, audio: Path, media_s: float) -> dict[str, object]:
         "replay_vad_segments": segments, "rss_before_mb": before, "rss_after_mb": after,
         "rss_max_mb": max(series + [after]), "rss_growth_mb": after - before,
         "rss_trend_mb": series[-1] - series[0],  # first to last 10% mark of the long replay
+        "rss_second_half_growth_mb": series[-1] - series[len(series) // 2],  # a leak keeps growing here
         "rss_series_mb": [round(x, 1) for x in series],
     }
 
@@ -259,12 +261,14 @@ def main(argv: list[str] | None = None) -> int:
               f"({r['audio_file_duration_s']:.1f} s) {r['audio_load_resample_ms']:.0f} ms")
         results.update(long_replay(video, audio, 60.0 if args.quick else 600.0))
         results["rss_start_mb"] = rss_start
-        results["rss_ok"] = bool(r["rss_growth_mb"] < RSS_GROWTH_LIMIT_MB)
+        results["rss_ok"] = bool(r["rss_growth_mb"] < RSS_GROWTH_LIMIT_MB
+                                 and r["rss_second_half_growth_mb"] < RSS_SECOND_HALF_LIMIT_MB)
         print(f"replay of {r['replay_media_s']:.0f} s media: video {r['replay_video_wall_s']:.1f} s wall "
               f"({r['replay_video_fps']:.0f} fps), audio+browser+VAD {r['replay_audio_wall_s']:.1f} s wall; "
               f"RSS after warm-up {r['rss_before_mb']:.1f} MB, every 10% {r['rss_series_mb']}, after "
               f"{r['rss_after_mb']:.1f} MB (growth {r['rss_growth_mb']:+.1f} MB since warm-up, "
-              f"{r['rss_trend_mb']:+.1f} MB from first to last mark; {'ok' if r['rss_ok'] else 'GROWING'})")
+              f"{r['rss_trend_mb']:+.1f} MB first to last mark, {r['rss_second_half_growth_mb']:+.1f} MB over the second half; "
+              f"{'ok' if r['rss_ok'] else 'GROWING'})")
     print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in results.items()}))
     return 0 if results["rss_ok"] else 1
 
