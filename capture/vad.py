@@ -157,7 +157,7 @@ class VoiceActivityDetector:
         self._start_s: float | None = None  # start of the open segment
         self._silence_from_s: float | None = None  # where the current pause began, inside a segment
         self._last_end_s = 0.0
-        self.last_prob = 0.0
+        self.last_prob = 0.0  # speech probability of the latest frame (for a live indicator)
 
     @property
     def active_start_s(self) -> float | None:
@@ -233,12 +233,3 @@ class VoiceActivityDetector:
         self.reset()
         found = self.push(np.asarray(samples, dtype=np.float32))
         return found + self.finish()
-
-    def frame_probs(self, samples: np.ndarray) -> np.ndarray:
-        """(N // 512,) speech probability per 32 ms frame of a whole array (resets the stream state)."""
-        self.reset()
-        x = np.asarray(samples, dtype=np.float32)
-        probs = np.array([self.scorer(x[i : i + FRAME_SAMPLES])
-                          for i in range(0, len(x) - FRAME_SAMPLES + 1, FRAME_SAMPLES)], dtype=np.float32)
-        self.reset()
-        return probs
