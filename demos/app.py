@@ -65,7 +65,7 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
                     photo_btn = gr.Button("Run on photo", elem_id="photo-run")
                 with gr.Column():
                     annotated = gr.Image(label="Predictions", format="jpeg", elem_id="annotated")
-                    probs = gr.Label(num_top_classes=4, label="Probabilities (calibrated)", elem_id="vision-probs")
+                    probs = gr.Label(num_top_classes=4, label="Class probabilities (calibrated when the model is)", elem_id="vision-probs")
                     vision_info = gr.Markdown(elem_id="vision-info")
                     explain_btn = gr.Button("Explain the last frame", elem_id="explain")
                     heatmap = gr.Image(label="Grad-CAM", format="jpeg", visible=True, elem_id="heatmap")
@@ -73,7 +73,7 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
             camera.stream(
                 bind(tab_webcam.process_frame, ctx), [camera, task, webcam_state, person],
                 [annotated, probs, vision_info, webcam_state],
-                stream_every=settings.stream_every_s, trigger_mode="always_last", api_name="webcam_stream",
+                stream_every=settings.stream_every_s, api_name="webcam_stream",
                 **stream_args,
             )
             photo_btn.click(bind(tab_webcam.process_upload, ctx), [photo, task, person],
@@ -122,7 +122,7 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
                 q_label = gr.Textbox(label="Your type (label, for training)", max_lines=1)
                 q_save = gr.Button("Save as training sample")
                 q_btn = gr.Button("Classify my answers", variant="primary", elem_id="q-run")
-            q_probs = gr.Label(num_top_classes=4, label="Type (calibrated)")
+            q_probs = gr.Label(num_top_classes=4, label="Type probabilities")
             q_info = gr.Markdown(elem_id="q-info")
 
             def classify(pasted_text, who, *values):

@@ -5,6 +5,7 @@ imports of torch / mediapipe / whisper happen on first use, never when the page 
 """
 from __future__ import annotations
 
+import threading
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -184,3 +185,33 @@ def read_audio_file(path: Path) -> np.ndarray:
     if samples.size == 0:
         raise user_error(f"{Path(path).name} holds no audio samples; record again.")
     return samples
+
+
+# One Whisper decode at a time: decoding installs hooks on the shared model's modules (its
+# key/value cache), so two sessions decoding at once would read each other's caches. On a 2-core
+# CPU nothing is lost: a decode already uses both cores.
+_ASR_LOCK = threading.Lock()
+
+
+def open_asr_stream(ctx: "AppContext") -> Any:
+    """A per-session streaming transcriber on the shared Whisper model (VAD-gated)."""
+    from demos.handlers import user_error
+    from models.streaming_asr import StreamingASR
+
+    try:
+        transcriber = ctx.hub.get("asr")
+    except Exception as e:
+        raise user_error(f"The speech model could not be loaded: {e}. Run `livelearner models fetch --default`.", e) from e
+    return StreamingASR(transcriber)
+
+
+def asr_step(stream: Any, chunk: Any) -> Any:
+    """Add one AudioChunk and decode if enough new speech arrived -> StreamUpdate."""
+    stream.insert_audio(chunk)
+    with _ASR_LOCK:
+        return stream.process_iter()
+
+
+def asr_finish(stream: Any) -> Any:
+    with _ASR_LOCK:
+        return stream.finish()

@@ -38,7 +38,7 @@ class AppSettings:
     max_concurrency: int = 8  # other events (buttons, uploads) running at once
     queue_max_size: int = 64  # waiting events beyond this are refused ("queue full"), not piled up
     max_file_size: str = "25mb"  # upload limit enforced by Gradio before our code runs
-    asr_model: str = "whisper-tiny.en"  # model-store name of the streaming transcriber
+    asr_model: str = "tiny.en"  # Whisper model of the streaming transcriber ("tiny.en", "base", a .pt path)
     preload: tuple[str, ...] = ("emotion",)  # models loaded in the background right after start
     review: ReviewSettings = ReviewSettings()
     monitor: MonitorSettings = MonitorSettings()
@@ -106,12 +106,12 @@ class ModelHub:
         parts = []
         for name, s in self._status.items():
             if s.state == "loading":
-                parts.append(f"⏳ {name} loading ({time.monotonic() - s.started_s:.0f} s)")
+                parts.append(f"{name}: loading… ({time.monotonic() - s.started_s:.0f} s)")
             elif s.state == "ready":
-                parts.append(f"✅ {name}")
+                parts.append(f"{name}: ready ({s.seconds:.1f} s)")
             elif s.state == "failed":
-                parts.append(f"⚠️ {name}: {s.error}")
-        return " · ".join(parts) if parts else "Models load on first use."
+                parts.append(f"**{name}: failed** ({s.error})")
+        return "Models — " + " · ".join(parts) if parts else "Models load on first use."
 
     def preload(self, names: tuple[str, ...]) -> threading.Thread:
         """Load `names` in a background thread (failures are shown in the status line)."""

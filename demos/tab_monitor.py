@@ -33,7 +33,7 @@ def alarm_markdown(ctx: AppContext) -> str:
     if not alarms:
         return "No drift alarm. (PSI > {:.2f} and KS p < {:.2g} on {}+ values raise one.)".format(
             ctx.settings.monitor.psi_alarm, ctx.settings.monitor.ks_p_alarm, ctx.settings.monitor.min_samples)
-    lines = [f"## ⚠️ Drift alarm on {len(alarms)} statistic(s)"]
+    lines = [f"## DRIFT ALARM on {len(alarms)} statistic(s)"]
     for r in alarms:
         lines.append(
             f"- **{r.stat}**: mean {r.reference_mean:.3g} ({r.reference_source}) → {r.recent_mean:.3g} now "

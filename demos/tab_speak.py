@@ -32,7 +32,9 @@ class SpeakState:
     session_id: str = field(default_factory=new_session_id)
     audio: BrowserAudio = field(default_factory=BrowserAudio)
     stream: Any = None  # the per-user streaming transcriber
-    segments: list = field(default_factory=list)  # committed segments, in order
+    segments: list = field(default_factory=list)  # closed sentences (with ASR confidence), in order
+    earlier_text: str = ""  # committed text of recordings already finished
+    committed_text: str = ""  # committed text of the current recording (never retracted)
     partial: str = ""
     last_text: str = ""  # last committed segment (the Train tab can save it as a sample)
     last_prediction: Prediction | None = None
@@ -104,8 +106,10 @@ def finish(ctx: AppContext, labels_text: str, state: SpeakState | None, person: 
     if tail is not None:
         engines.asr_step(state.stream, tail)
     update = engines.asr_finish(state.stream)
-    state.stream = None  # the next recording starts a fresh stream (times restart at 0)
-    return _absorb(ctx, state, update, labels_text, person)
+    outputs = _absorb(ctx, state, update, labels_text, person)
+    # the next recording starts a fresh stream (times restart at 0); keep what was said
+    state.stream, state.earlier_text, state.committed_text = None, _full_text(state), ""
+    return outputs
 
 
 def process_file(ctx: AppContext, path: str | None, labels_text: str, person: str = "") -> tuple[str, str, dict | None, str]:
@@ -133,14 +137,13 @@ def process_file(ctx: AppContext, path: str | None, labels_text: str, person: st
 
 def _absorb(ctx: AppContext, state: SpeakState, update: Any, labels_text: str, person: str):
     """Classify newly committed segments, offer uncertain ones for review, update the state."""
-    new_segments, partial = engines.asr_update(update)
-    state.partial = partial
-    for segment in new_segments:
+    state.committed_text, state.partial = update.committed_text, update.partial_text
+    for segment in update.segments:
         if not segment.text.strip():
             continue
         state.segments.append(segment)
         state.last_text = segment.text.strip()
-        ctx.monitor.record(f"speech/speech_rate_wps", speech_rate_wps(segment.text, segment.end_s - segment.start_s))
+        ctx.monitor.record("speech/speech_rate_wps", speech_rate_wps(segment.text, segment.end_s - segment.start_s))
         ctx.monitor.record("speech/asr_confidence", segment.confidence.confidence)
         prediction = classify_segment(ctx, segment, labels_text)
         state.last_prediction = prediction
@@ -150,8 +153,12 @@ def _absorb(ctx: AppContext, state: SpeakState, update: Any, labels_text: str, p
     return _outputs(state)
 
 
+def _full_text(state: SpeakState) -> str:
+    return " ".join(t for t in (state.earlier_text.strip(), state.committed_text.strip()) if t)
+
+
 def _outputs(state: SpeakState):
-    committed = " ".join(s.text.strip() for s in state.segments)
+    committed = _full_text(state)
     partial = f"*{state.partial.strip()}…*" if state.partial.strip() else ""
     p = state.last_prediction
     if p is None:
@@ -159,6 +166,6 @@ def _outputs(state: SpeakState):
     pset = ", ".join(p.prediction_set) if p.prediction_set else "n/a"
     info = (f"“{state.last_text}” → **{p.label}** p={p.confidence:.2f} · decision **{p.decision.value}** · "
             f"ASR confidence {p.extra.get('asr_confidence', float('nan')):.2f}"
-            + (" · ⚠️ probably hallucinated" if p.extra.get("asr_hallucinated") else "")
+            + (" · WARNING: probably hallucinated" if p.extra.get("asr_hallucinated") else "")
             + f" · set {{{pset}}}")
     return committed, partial, p.as_label_dict(), info, state

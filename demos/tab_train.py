@@ -105,7 +105,7 @@ def train(ctx: AppContext, task: str, split: str, epochs: float | None = None) -
         except Exception as e:  # e.g. the classes changed: say so, do not fail the run
             evidence.append(f"Deployed vs new: not comparable ({e}).")
     for w in result.warnings:
-        evidence.append(f"> ⚠️ {w}")
+        evidence.append(f"> Warning: {w}")
     plots = result.plots
     return (f"```\n{result.summary()}\n```", str(plots["learning_curves"]), str(plots["reliability"]),
             "\n\n".join(evidence), str(result.bundle))
