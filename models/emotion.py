@@ -201,6 +201,7 @@ class EmotionSettings:
     temperature: float = 1.0  # logits / T before softmax; fit with train.calibration.fit_temperature on held-out faces
     policy: RoutingPolicy = RoutingPolicy()  # accept / review / abstain thresholds
     torch_threads: int | None = None  # None: leave torch's default (all cores)
+    device: str | None = None  # "cpu" or "cuda"; None: models.device.placement() (CUDA+fp16 if present)
 
 
 class EmotionClassifier:
@@ -217,7 +218,15 @@ class EmotionClassifier:
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
         module = model if model is not None else load_mini_xception(settings.model_path)
-        self.model = _fuse_for_inference(module)
+        if settings.device is None:
+            from models.device import placement
+
+            where = placement()
+            self.device, self.dtype = where.device, where.dtype
+        else:
+            self.device = torch.device(settings.device)
+            self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        self.model = _fuse_for_inference(module).to(self.device, self.dtype)
         self.temperature = float(settings.temperature)
         self.calibrated = settings.temperature != 1.0
         self.policy = settings.policy
@@ -228,9 +237,9 @@ class EmotionClassifier:
         """(N, 64, 64) uint8 -> (N, 7) float32 logits."""
         if len(faces_grey) == 0:
             return np.zeros((0, len(self.classes)), np.float32)
-        x = preprocess_faces(faces_grey).contiguous(memory_format=torch.channels_last)
+        x = preprocess_faces(faces_grey).to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            return self.model(x).float().numpy()
+            return self.model(x).float().cpu().numpy()
 
     def predict_probs(self, faces_grey: np.ndarray) -> np.ndarray:
         """(N, 64, 64) uint8 -> (N, 7) probabilities (temperature applied)."""

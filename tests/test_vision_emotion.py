@@ -64,7 +64,7 @@ def test_port_matches_numpy_keras_forward(h5_path, astronaut):
     np.testing.assert_allclose(logits, ref_logits, atol=1e-5)
     np.testing.assert_allclose(torch.softmax(torch.from_numpy(logits), 1).numpy(), ref_probs, atol=1e-5)
     # the fast inference copy (BN folded, channels_last) gives the same numbers
-    fast = EmotionClassifier(EmotionSettings(model_path=h5_path), model=model)
+    fast = EmotionClassifier(EmotionSettings(model_path=h5_path, device="cpu"), model=model)
     np.testing.assert_allclose(fast.logits(faces), ref_logits, atol=1e-5)
     np.testing.assert_allclose(fast.predict_probs(faces), ref_probs, atol=1e-5)
 
