@@ -2,7 +2,7 @@
 
     python -m bench.vision --data ../shared/evaldata [--quick] [--pipelines emotion,sign]
 
-For each pipeline, the clips in DATA/face_video/*.mp4 (decoded once, resized to 640x480) are run
+For each pipeline, the clips in DATA/face_video/*.mp4 (decoded once, letterboxed to 640x480) are run
 1. as fast as possible: frame after frame on one thread -> fps, latency (median, p95), CPU use;
 2. in real time: a camera-like thread submits a frame every 1/30 s to the LiveLoop (inference on
    its own thread, stale frames dropped) -> share of frames processed, drops, end-to-end latency
@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -33,8 +34,20 @@ CAMERA_FPS = 30.0  # pace of the real-time replay
 WARMUP_FRAMES = 10  # first frames of each run, not measured (lazy initialisation, caches)
 
 
+def letterbox(bgr: np.ndarray, size: tuple[int, int] = FRAME_SIZE) -> np.ndarray:
+    """Fit into `size` keeping the aspect ratio, grey bars around: squashing a face changes its emotion
+    (the 528x592 clip squashed to 640x480 reads "angry"; at its own aspect "sad"/"neutral")."""
+    w, h = size
+    scale = min(w / bgr.shape[1], h / bgr.shape[0])
+    nw, nh = round(bgr.shape[1] * scale), round(bgr.shape[0] * scale)
+    out = np.full((h, w, 3), 114, np.uint8)
+    x0, y0 = (w - nw) // 2, (h - nh) // 2
+    out[y0:y0 + nh, x0:x0 + nw] = cv2.resize(bgr, (nw, nh), interpolation=cv2.INTER_AREA)
+    return out
+
+
 def load_clips(data: Path, max_frames: int | None) -> list[np.ndarray]:
-    """Frames (RGB, 640x480) of every clip in DATA/face_video, concatenated."""
+    """Frames (RGB, letterboxed to 640x480) of every clip in DATA/face_video, concatenated."""
     clips = sorted((data / "face_video").glob("*.mp4"))
     if not clips:
         raise SystemExit(f"no .mp4 in {data / 'face_video'}: pass --data the evaluation data folder")
@@ -45,7 +58,7 @@ def load_clips(data: Path, max_frames: int | None) -> list[np.ndarray]:
             ok, bgr = cap.read()
             if not ok:
                 break
-            frames.append(cv2.cvtColor(cv2.resize(bgr, FRAME_SIZE, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB))
+            frames.append(cv2.cvtColor(letterbox(bgr), cv2.COLOR_BGR2RGB))
         cap.release()
     return frames
 
@@ -63,22 +76,23 @@ def _cpu_s(proc: psutil.Process) -> float:
     return t.user + t.system
 
 
-def run_fast(pipeline, frames: list[np.ndarray]) -> dict[str, float]:
-    """Every frame, one after another, as fast as possible."""
+def run_fast(pipeline, frames: list[np.ndarray]) -> tuple[dict[str, float], Counter]:
+    """Every frame, one after another, as fast as possible; also counts the labels shown."""
     for i, f in enumerate(frames[:WARMUP_FRAMES]):
         pipeline.process(f, -100.0 + i)
     proc = psutil.Process()
-    lat, found = [], 0
+    lat, found, labels = [], 0, Counter()
     cpu0, t0 = _cpu_s(proc), time.perf_counter()
     for f in frames:
         ts = time.monotonic()
         preds = pipeline.process(f, ts)
         lat.append((time.monotonic() - ts) * 1000)
         found += bool(preds)
+        labels.update(p.label if p.decision.value != "abstain" else "?" for p in preds[:1])
     wall = time.perf_counter() - t0
     return {"fps": len(frames) / wall, "latency_median_ms": float(np.median(lat)),
             "latency_p95_ms": float(np.percentile(lat, 95)),
-            "cpu_percent": 100 * (_cpu_s(proc) - cpu0) / wall, "found_fraction": found / len(frames)}
+            "cpu_percent": 100 * (_cpu_s(proc) - cpu0) / wall, "found_fraction": found / len(frames)}, labels
 
 
 def run_realtime(pipeline, frames: list[np.ndarray], fps: float = CAMERA_FPS) -> dict[str, float]:
@@ -115,11 +129,11 @@ def run_realtime(pipeline, frames: list[np.ndarray], fps: float = CAMERA_FPS) ->
 
 
 def bench_pipeline(name: str, pipeline, frames: list[np.ndarray]) -> dict[str, float]:
-    fast = run_fast(pipeline, frames)
+    fast, labels = run_fast(pipeline, frames)
     real = run_realtime(pipeline, frames)
     print(f"{name:10s} fast:     {fast['fps']:6.1f} fps  latency median {fast['latency_median_ms']:5.1f} ms  "
           f"p95 {fast['latency_p95_ms']:5.1f} ms  CPU {fast['cpu_percent']:4.0f}%  "
-          f"(found in {fast['found_fraction']:.0%} of frames)")
+          f"(found in {fast['found_fraction']:.0%} of frames; labels {dict(labels.most_common(3))})")
     print(f"{name:10s} realtime: {real['processed_fraction']:6.1%} of {CAMERA_FPS:.0f} fps frames processed, "
           f"{real['dropped']:.0f} dropped  capture->prediction median {real['latency_median_ms']:5.1f} ms  "
           f"p95 {real['latency_p95_ms']:5.1f} ms  CPU {real['cpu_percent']:4.0f}%", flush=True)
