@@ -44,7 +44,9 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
         show_progress="hidden",
     )
 
-    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+    # delete_cache: every annotated frame is a file in Gradio's cache; old ones are removed so a
+    # long session does not fill the disk
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=settings.cache_delete) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         status = gr.Markdown(ctx.hub.status_markdown(), elem_id="model-status")
         gr.Timer(2.0).tick(ctx.hub.status_markdown, None, status, queue=False, show_progress="hidden")
@@ -54,7 +56,7 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
                             elem_id="person")
 
         # --- Webcam -----------------------------------------------------------------------------
-        with gr.Tab("Webcam", id="webcam"):
+        with gr.Tab("Webcam", id="webcam") as webcam_tab:
             with gr.Row():
                 with gr.Column():
                     camera = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Camera",
@@ -86,6 +88,8 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
                             concurrency_limit=settings.max_streams, concurrency_id="streams",
                             trigger_mode="always_last", show_progress="hidden")
             explain_btn.click(bind(tab_webcam.explain_last, ctx), [webcam_state], [heatmap, explain_info])
+            # a model deployed from the Train tab appears in the task list when the tab is opened again
+            webcam_tab.select(lambda: gr.Dropdown(choices=tab_webcam.task_choices(ctx)), None, [task], queue=False)
 
         # --- Speak ------------------------------------------------------------------------------
         with gr.Tab("Speak", id="speak"):
@@ -103,6 +107,8 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
                     partial = gr.Markdown(elem_id="partial")
                     text_probs = gr.Label(num_top_classes=4, label="Transcript class", elem_id="speak-probs")
                     speak_info = gr.Markdown(elem_id="speak-info")
+                    why_btn = gr.Button("Why? Nearest training phrases", elem_id="speak-why")
+                    why = gr.Markdown(elem_id="speak-why-text")
             mic.stream(
                 bind(tab_speak.process_chunk, ctx), [mic, labels, speak_state, person],
                 [committed, partial, text_probs, speak_info, speak_state],
@@ -110,6 +116,7 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
             )
             mic.stop_recording(bind(tab_speak.finish, ctx), [labels, speak_state, person],
                                [committed, partial, text_probs, speak_info, speak_state])
+            why_btn.click(bind(tab_speak.explain_last, ctx), [speak_state], [why])
             upload_btn.click(bind(tab_speak.process_file, ctx), [upload, labels, person],
                              [committed, partial, text_probs, speak_info], api_name="transcribe")
 
@@ -132,7 +139,7 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
                 return tab_questions.save_sample(ctx, *values, pasted=pasted_text, label=label, person=who)
 
             q_btn.click(classify, [pasted, person, *answers], [q_probs, q_info], api_name="questions")
-            q_save.click(save, [pasted, q_label, person, *answers], [q_info])
+            q_save.click(save, [pasted, q_label, person, *answers], [q_info], api_name="questions_save")
 
         # --- Train ------------------------------------------------------------------------------
         with gr.Tab("Train", id="train"):

@@ -30,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="where samples, the review queue and trained models are kept (default $LIVELEARNER_HOME/app)")
     p.add_argument("--max-streams", type=int, default=16, help="simultaneous webcam/microphone streams (default 16)")
     p.add_argument("--max-file-size", default="25mb", help="largest upload accepted (default 25mb)")
+    p.add_argument("--accept-at", type=float, default=0.9,
+                   help="auto-accept predictions whose calibrated top probability is at least this; the band below "
+                        "it (down to the abstain floor) goes to the Review tab (default 0.9)")
     p.add_argument("--no-preload", action="store_true", help="load models on first use instead of right after start")
     p.set_defaults(func=run)
 
@@ -67,9 +70,12 @@ def run(args: argparse.Namespace) -> int:
     print("Building the page (models load in the background once it is up)…", flush=True)
     from demos.app import build_demo
     from demos.handlers import AppSettings, default_data_dir
+    from demos.review import ReviewSettings
 
+    if not 0.0 < args.accept_at <= 1.0:
+        raise UserFacingError(f"--accept-at must be in (0, 1], got {args.accept_at}")
     settings = AppSettings(data_dir=args.data_dir or default_data_dir(), max_streams=args.max_streams,
-                           max_file_size=args.max_file_size,
+                           max_file_size=args.max_file_size, review=ReviewSettings(accept_at=args.accept_at),
                            preload=() if args.no_preload else AppSettings().preload)
     try:
         demo = build_demo(settings)
@@ -80,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
             server_name=args.host, server_port=args.port, share=args.share, auth=auth,
             max_file_size=settings.max_file_size, prevent_thread_lock=True, show_error=True,
             ssr_mode=False, quiet=True, footer_links=["api"],
+            run_history=False,  # Gradio would otherwise record every webcam frame's run
         )
     except OSError as e:
         raise UserFacingError(f"Cannot listen on {args.host}:{args.port} ({e}); pick another --port.") from e

@@ -38,6 +38,7 @@ class AppSettings:
     max_concurrency: int = 8  # other events (buttons, uploads) running at once
     queue_max_size: int = 64  # waiting events beyond this are refused ("queue full"), not piled up
     max_file_size: str = "25mb"  # upload limit enforced by Gradio before our code runs
+    cache_delete: tuple[int, int] = (300, 600)  # (every s, older than s): Gradio's temporary files removed
     asr_model: str = "tiny.en"  # Whisper model of the streaming transcriber ("tiny.en", "base", a .pt path)
     preload: tuple[str, ...] = ("emotion",)  # models loaded in the background right after start
     review: ReviewSettings = ReviewSettings()

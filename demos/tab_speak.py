@@ -169,3 +169,19 @@ def _outputs(state: SpeakState):
             + (" · WARNING: probably hallucinated" if p.extra.get("asr_hallucinated") else "")
             + f" · set {{{pset}}}")
     return committed, partial, p.as_label_dict(), info, state
+
+
+def explain_last(ctx: AppContext, state: SpeakState | None, k: int = 3) -> str:
+    """Nearest training phrases (with labels) to the last committed sentence, by MiniLM similarity."""
+    from demos.explain import nearest_texts
+
+    if not isinstance(state, SpeakState) or not state.last_text:
+        raise user_error("Say something first: there is no committed sentence to explain.")
+    examples = [(s.payload, s.label) for s in ctx.samples.samples("text") if isinstance(s.payload, str)]
+    if not examples:
+        return ("No training phrases yet, so the classes come from zero-shot similarity to their names. "
+                "Save phrases in the Train tab (task 'text') to get nearest examples.")
+    rows = nearest_texts(ctx.hub.get("text-embedder"), state.last_text, examples, k)
+    lines = [f"Training phrases closest to “{state.last_text}”:"]
+    lines += [f"- “{text}” → **{label}** (cosine {sim:.2f})" for text, label, sim in rows]
+    return "\n".join(lines)

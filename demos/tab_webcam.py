@@ -6,6 +6,7 @@ data), so a slow model lowers the frame rate instead of growing the latency.
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from demos.handlers import AppContext, new_session_id, user_error
 from models.prediction import Prediction
 
 FPS_WINDOW = 30  # results over which fps and latency are shown
+SESSION_WAIT_S = 2.0  # a frame waits at most this long for the same session's previous frame
 REVIEW_CROP_PX = 224  # review items keep the face crop in the framing a team image model is trained on
 
 
@@ -36,6 +38,8 @@ class WebcamState:
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=FPS_WINDOW))
     last_frame: np.ndarray | None = None  # (H, W, 3) uint8 RGB, for capture and explanations
     last_predictions: list[Prediction] = field(default_factory=list)
+    # one frame at a time per session: the tracker and mediapipe's graphs are not thread-safe
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def fps(self) -> float:
@@ -54,6 +58,15 @@ def process_frame(
     state = state if isinstance(state, WebcamState) else WebcamState()
     if frame is None:
         return None, None, "Waiting for the camera…", state
+    if not state.lock.acquire(timeout=SESSION_WAIT_S):
+        raise user_error("This session is still busy with earlier frames; the frame was dropped.")
+    try:
+        return _process_locked(ctx, frame, task, state, person)
+    finally:
+        state.lock.release()
+
+
+def _process_locked(ctx: AppContext, frame: np.ndarray, task: str, state: WebcamState, person: str):
     try:
         item = state.video.push(frame)
     except CaptureError as e:

@@ -48,6 +48,12 @@ def test_microphone_chunks_stream_to_a_classified_transcript(ctx, spoken):
     assert "ASR confidence" in info
     assert state.segments and all(0 <= s.confidence.confidence <= 1 for s in state.segments)
     assert ctx.monitor.drift("speech/audio_level_db").n_reference > 0
+    assert "zero-shot" in tab_speak.explain_last(ctx, state)
+    ctx.samples.add_text("could you help me with my maths", "question", person="ana")
+    ctx.samples.add_text("thanks a lot", "thanks", person="ana")
+    why = tab_speak.explain_last(ctx, state)
+    assert state.last_text.lower().startswith("thank")  # the last sentence said
+    assert why.index("thanks a lot") < why.index("maths")  # ...is nearest the thanks phrase
 
 
 def test_uploaded_recording_and_silence(ctx, spoken, tmp_path):

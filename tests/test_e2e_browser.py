@@ -79,7 +79,7 @@ def app(tmp_path):
                            review=ReviewSettings(accept_at=1.0, min_interval_s=2.0))
     demo = build_demo(settings)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
-                            quiet=True, ssr_mode=False, max_file_size=settings.max_file_size)
+                            quiet=True, ssr_mode=False, max_file_size=settings.max_file_size, run_history=False)
     demo.livelearner_context.hub.preload(settings.preload)
     yield url, demo.livelearner_context
     demo.close()
@@ -121,7 +121,7 @@ def test_page_end_to_end(app, browser, artifacts_dir):
     d = browser
     d.get(url)
     wait_for(lambda: d.find_element(By.ID, "camera"), "the page")
-    d.find_element(By.ID, "person").find_element(By.CSS_SELECTOR, "textarea, input").send_keys("e2e reviewer")
+    d.find_element(By.ID, "person").find_element(By.CSS_SELECTOR, "textarea, input").send_keys("ana")
 
     # Webcam: live predictions on the fake camera's face
     camera = d.find_element(By.ID, "camera")
@@ -161,7 +161,7 @@ def test_page_end_to_end(app, browser, artifacts_dir):
     click_button(d.find_element(By.TAG_NAME, "body"), "Confirm / correct")
     wait_for(lambda: "confirmed as" in d.find_element(By.ID, "review-msg").text, "the resolution")
     item = ctx.review.get(item_id)
-    assert item.status == "confirmed" and item.reviewer == "e2e reviewer"
+    assert item.status == "confirmed" and item.reviewer == "ana"
     assert ctx.samples.get(item.sample_id).label == item.label
     d.save_screenshot(str(artifacts_dir / "e2e_review.png"))
 
