@@ -1,0 +1,288 @@
+"""Streaming speech to text: re-decode a bounded window, commit what two decodes agree on.
+
+Three calls (as in whisper_streaming): `insert_audio(chunk)` as audio arrives, `process_iter()`
+whenever the caller has time (it decodes only once `min_chunk_s` of new speech has arrived), and
+`finish()` at the end of the stream. Each returns a `StreamUpdate`.
+
+How text becomes final (LocalAgreement-2): every decode re-reads the whole buffer; words that the
+latest two decodes agree on, after the already committed ones, are committed and never change
+again. The rest is "partial" text, shown apart and free to change. Committed words of the current
+buffer are forced as the decoder's prefix, so each decode only samples the uncommitted tail, and
+earlier committed text is the prompt (context).
+
+Why latency cannot drift: the buffer is cut after every committed sentence end, and never holds
+more than `max_window_s` (beyond that it is cut after the last committed word, committing the
+hypothesis if two decodes never agreed). So decode cost, and with it latency, stays bounded over
+a session of any length.
+
+VAD gate: with a voice activity detector, audio without speech is never decoded (that is where
+Whisper hallucinates, and it saves compute); when speech stops for `end_of_speech_s`, the utterance
+is decoded once more and all of it is committed at once (its last words need no second decode).
+
+Times are absolute: seconds of audio since the stream began (from sample counts).
+"""
+from __future__ import annotations
+
+import re
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from models.asr_confidence import logprob_from_words
+from models.transcriber import SAMPLE_RATE, SENTENCE_END, Segment, Transcriber, Word, make_segment, prepare_audio
+
+MAX_GAP_FILL_S = 5.0  # dropped audio up to this long is replaced by silence to keep times absolute
+
+
+@dataclass(frozen=True)
+class StreamingSettings:
+    min_chunk_s: float = 1.0  # decode again once this much new audio has arrived
+    max_window_s: float = 15.0  # the buffer never holds more audio than this
+    trim_min_s: float = 0.0  # cut at a committed sentence end only once the buffer is this long
+    prompt_chars: int = 200  # how much earlier committed text is the decoder's prompt
+    vad: str = "auto"  # voice activity detector: "silero", "energy", "auto" (silero, else energy), "off"
+    commit_guard_s: float = 0.2  # never commit a word ending this close to the newest audio (it may be cut off)
+    end_of_speech_s: float = 0.6  # this much silence ends an utterance: decode once more, commit all
+    speech_pad_s: float = 0.3  # audio kept before speech starts (and after it ends)
+
+
+@dataclass(frozen=True)
+class StreamUpdate:
+    committed: tuple[Word, ...]  # words committed by this call (final)
+    committed_text: str  # all committed text so far; each update's is a prefix of the next one's
+    partial_text: str  # the latest uncommitted hypothesis (may change)
+    segments: tuple[Segment, ...]  # sentences/utterances closed by this call, with confidence
+    stream_time_s: float  # audio received so far
+    decoded: bool  # whether this call ran Whisper
+    compute_s: float  # time spent decoding in this call
+    in_speech: bool  # the VAD (if any) is inside an utterance
+
+
+def _norm(word: str) -> str:
+    return re.sub(r"[^\w']", "", word.lower())
+
+
+class StreamingASR:
+    """The streaming processor (see the module docstring). Not thread-safe: one caller."""
+
+    def __init__(self, transcriber: Transcriber, settings: StreamingSettings = StreamingSettings(), vad: Any = None):
+        """vad: a capture.vad.VoiceActivityDetector to use; None builds one from settings.vad."""
+        self.transcriber = transcriber
+        self.settings = settings
+        if vad is None and settings.vad != "off":
+            from capture.vad import VadSettings, VoiceActivityDetector
+
+            vad = VoiceActivityDetector(VadSettings(backend=settings.vad))
+        self.vad = vad
+        self._committed: list[Word] = []
+        self._language: str | None = transcriber.language
+        self._reset_stream()
+
+    # ---- the three calls -----------------------------------------------------------------
+    def insert_audio(self, chunk: Any, sample_rate: int = SAMPLE_RATE) -> None:
+        """Add audio: an AudioChunk (capture) or an (N,) array at `sample_rate`."""
+        samples = getattr(chunk, "samples", chunk)
+        sample_rate = getattr(chunk, "sample_rate", sample_rate)
+        audio = prepare_audio(samples, sample_rate)
+        start_s = getattr(chunk, "start_s", None)
+        if start_s is not None and start_s > self._stream_end_s + 0.01:  # samples were dropped upstream
+            gap_s = min(start_s - self._stream_end_s, MAX_GAP_FILL_S)
+            warnings.warn(f"{gap_s:.2f} s of audio missing before {start_s:.2f} s: filled with silence", stacklevel=2)
+            audio = np.concatenate([np.zeros(int(gap_s * SAMPLE_RATE), np.float32), audio])
+        if audio.size == 0:
+            return
+        chunk_start_s = self._stream_end_s
+        self._audio = np.concatenate([self._audio, audio])
+        self._stream_end_s += len(audio) / SAMPLE_RATE
+        if self.vad is None:
+            self._in_speech = True
+            self._last_speech_s = self._stream_end_s
+            return
+        ended = self.vad.push(audio)  # speech segments that ended in this audio
+        if ended:
+            self._heard_speech = True
+            self._last_speech_s = max(seg.end_s for seg in ended)
+        active_start_s = self.vad.active_start_s
+        if active_start_s is not None:
+            if not self._in_speech:  # an utterance starts: its first decode comes min_chunk_s later
+                self._decoded_until_s = active_start_s
+            self._in_speech = True
+            self._last_speech_s = self._stream_end_s
+        if not self._in_speech:  # nothing to decode: keep only the pre-roll
+            self._cut_audio(self._stream_end_s - self.settings.speech_pad_s)
+
+    def process_iter(self) -> StreamUpdate:
+        """Decode if enough new speech arrived; commit what the last two decodes agree on."""
+        s = self.settings
+        if not self._in_speech:
+            return self._update((), (), decoded=False, compute_s=0.0)
+        if self.vad is not None and self._stream_end_s - self._last_speech_s >= s.end_of_speech_s:
+            return self._flush()
+        if self._stream_end_s - self._decoded_until_s < s.min_chunk_s:
+            return self._update((), (), decoded=False, compute_s=0.0)
+        hyp = self._decode()
+        new = list(hyp.words)
+        agreed = 0
+        for a, b in zip(new, self._hypothesis):
+            if _norm(a.text) != _norm(b.text) or a.end_s > self._stream_end_s - s.commit_guard_s:
+                break
+            agreed += 1
+        committed = self._commit(new[:agreed], hyp)
+        self._hypothesis = new[agreed:]
+        closed = self._close_sentences()
+        committed += self._bound_buffer(hyp)
+        return self._update(tuple(committed), closed, decoded=True, compute_s=hyp.compute_s)
+
+    def finish(self) -> StreamUpdate:
+        """End of stream: decode what is left once more and commit all of it."""
+        if self.vad is not None and self.vad.finish():  # speech that lasted to the very end
+            self._heard_speech = True
+        if not self._in_speech and not self._hypothesis:
+            return self._update((), (), decoded=False, compute_s=0.0)
+        return self._flush()
+
+    # ---- read-only views -----------------------------------------------------------------
+    @property
+    def committed_words(self) -> tuple[Word, ...]:
+        return tuple(self._committed)
+
+    @property
+    def committed_text(self) -> str:
+        return "".join(w.text for w in self._committed).lstrip()
+
+    @property
+    def partial_text(self) -> str:
+        return "".join(w.text for w in self._hypothesis).strip()
+
+    @property
+    def buffer_s(self) -> float:
+        return len(self._audio) / SAMPLE_RATE
+
+    # ---- internals -----------------------------------------------------------------------
+    def _reset_stream(self) -> None:
+        self._audio = np.zeros(0, dtype=np.float32)  # (N,) audio from _buffer_start_s on
+        self._buffer_start_s = 0.0
+        self._stream_end_s = 0.0
+        self._decoded_until_s = 0.0
+        self._in_speech = False  # an utterance is open (VAD heard speech; not yet flushed)
+        self._heard_speech = False  # the VAD confirmed a speech segment in this utterance (not a click)
+        self._last_speech_s = 0.0
+        self._buffer_words: list[Word] = []  # committed words inside the buffer: the decoder prefix
+        self._hypothesis: list[Word] = []  # uncommitted words of the latest decode
+        self._open_words: list[tuple[Word, float]] = []  # committed, not yet in a Segment; (word, no_speech_prob)
+
+    def _decode(self) -> Any:
+        if self._language is None:
+            self._language = self.transcriber.detect_language(self._audio)
+        before = self._committed[: len(self._committed) - len(self._buffer_words)]
+        prompt = "".join(w.text for w in before)[-self.settings.prompt_chars :]
+        prefix = [t for w in self._buffer_words for t in w.tokens]
+        hyp = self.transcriber.decode_window(
+            self._audio, time_offset_s=self._buffer_start_s, prompt=prompt, prefix_tokens=prefix, language=self._language
+        )
+        self._decoded_until_s = self._stream_end_s
+        return hyp
+
+    def _commit(self, words: list[Word], hyp: Any) -> list[Word]:
+        self._committed.extend(words)
+        self._buffer_words.extend(words)
+        self._open_words.extend((w, hyp.no_speech_prob) for w in words)
+        return words
+
+    def _close_sentences(self) -> tuple[Segment, ...]:
+        """Close a Segment at each committed sentence end and cut the buffer after the last one."""
+        ends = [i for i, (w, _) in enumerate(self._open_words) if w.text.rstrip().endswith(SENTENCE_END)]
+        if not ends:
+            return ()
+        segments, start = [], 0
+        for end in ends:
+            segments.append(self._segment(self._open_words[start : end + 1]))
+            start = end + 1
+        last_word = self._open_words[ends[-1]][0]
+        self._open_words = self._open_words[ends[-1] + 1 :]
+        if self.buffer_s >= self.settings.trim_min_s:
+            self._cut_after(last_word)
+        return tuple(segments)
+
+    def _bound_buffer(self, hyp: Any) -> list[Word]:
+        """Keep the buffer under max_window_s; commits the hypothesis if nothing was agreed in it."""
+        if self.buffer_s <= self.settings.max_window_s:
+            return []
+        forced: list[Word] = []
+        if not self._buffer_words and len(self._hypothesis) > 1:
+            forced = self._commit(self._hypothesis[:-1], hyp)
+            self._hypothesis = self._hypothesis[-1:]
+        if self._buffer_words:
+            self._cut_after(self._buffer_words[-1])
+        if self.buffer_s > self.settings.max_window_s:  # still too long (no words at all): keep the newest audio
+            self._cut_audio(self._stream_end_s - self.settings.max_window_s)
+        return forced
+
+    def _cut_after(self, word: Word) -> None:
+        """Drop audio up to the end of `word` (a committed word) and the committed words before it."""
+        following = [w for w in self._hypothesis if w.start_s >= word.end_s]
+        cut_s = min(word.end_s, following[0].start_s) if following else word.end_s
+        index = next((i for i, w in enumerate(self._buffer_words) if w is word), len(self._buffer_words) - 1)
+        self._buffer_words = self._buffer_words[index + 1 :]
+        self._cut_audio(cut_s)
+
+    def _cut_audio(self, cut_s: float) -> None:
+        drop = int(round((cut_s - self._buffer_start_s) * SAMPLE_RATE))
+        if drop <= 0:
+            return
+        self._audio = self._audio[drop:]
+        self._buffer_start_s += drop / SAMPLE_RATE
+
+    def _flush(self) -> StreamUpdate:
+        """Utterance (or stream) ended: one more decode, commit everything, close the segment."""
+        t0 = time.perf_counter()
+        committed: list[Word] = []
+        decoded = False
+        confirmed = self.vad is None or self._heard_speech or self._committed_in_utterance()
+        if confirmed and len(self._audio) >= 0.1 * SAMPLE_RATE:
+            hyp = self._decode()
+            decoded = True
+            committed = self._commit(list(hyp.words), hyp)
+        closed = self._close_sentences()
+        if self._open_words:
+            closed += (self._segment(self._open_words),)
+            self._open_words = []
+        self._hypothesis = []
+        self._buffer_words = []
+        self._in_speech = self._heard_speech = False
+        self._cut_audio(self._stream_end_s - self.settings.speech_pad_s)
+        self._decoded_until_s = self._stream_end_s
+        if self.transcriber.multilingual and self.transcriber.settings.language is None:
+            self._language = None  # the next utterance may be in another language
+        return self._update(tuple(committed), closed, decoded=decoded, compute_s=time.perf_counter() - t0)
+
+    def _committed_in_utterance(self) -> bool:
+        return bool(self._buffer_words or self._open_words)
+
+    def _segment(self, items: list[tuple[Word, float]]) -> Segment:
+        from whisper.utils import compression_ratio
+
+        words = [w for w, _ in items]
+        text = "".join(w.text for w in words)
+        return make_segment(
+            text,
+            words,
+            avg_logprob=logprob_from_words([w.probability for w in words], [max(1, len(w.tokens)) for w in words]),
+            no_speech_prob=float(np.mean([p for _, p in items])),
+            compression_ratio=compression_ratio(text.strip()) if text.strip() else 0.0,
+        )
+
+    def _update(self, committed: tuple[Word, ...], segments: tuple[Segment, ...], *, decoded: bool, compute_s: float) -> StreamUpdate:
+        return StreamUpdate(
+            committed=committed,
+            committed_text=self.committed_text,
+            partial_text=self.partial_text,
+            segments=segments,
+            stream_time_s=self._stream_end_s,
+            decoded=decoded,
+            compute_s=compute_s,
+            in_speech=self._in_speech,
+        )

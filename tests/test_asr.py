@@ -1,0 +1,186 @@
+"""Speech to text on the real tiny.en model and espeak-ng speech: offline, streaming, bad input."""
+from __future__ import annotations
+
+import re
+import warnings
+from collections import Counter
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from models.transcriber import SAMPLE_RATE, AudioInputError, cut_repetition, prepare_audio
+
+SENTENCES = (
+    "My brother likes to read books about history and science.",
+    "Please open the window because it is very warm in here.",
+)
+THIRD = "We will meet again tomorrow morning."
+
+
+def words(text: str) -> list[str]:
+    return re.sub(r"[^\w' ]", " ", text.lower()).split()
+
+
+def overlap(a: str, b: str) -> float:
+    """Shared words (with multiplicity) over the longer word count: 1.0 = same bag of words."""
+    wa, wb = Counter(words(a)), Counter(words(b))
+    n = max(sum(wa.values()), sum(wb.values()))
+    return sum((wa & wb).values()) / n if n else 1.0
+
+
+def load(path) -> np.ndarray:
+    """The WAV as (N,) float32 after 0.3 s of silence (espeak starts speaking at sample 0)."""
+    audio, rate = sf.read(str(path), dtype="float32")
+    assert rate == SAMPLE_RATE
+    return np.concatenate([np.zeros(int(0.3 * SAMPLE_RATE), np.float32), audio])
+
+
+# ---- no model needed ----------------------------------------------------------------------
+def test_prepare_audio_cleans_what_it_can_and_explains_what_it_cannot():
+    assert prepare_audio(np.zeros(0, np.float32)).shape == (0,)
+    with pytest.warns(UserWarning, match="NaN"):
+        out = prepare_audio(np.array([0.1, np.nan, np.inf, -0.2], np.float32))
+    assert np.isfinite(out).all() and out[1] == 0.0
+    with pytest.warns(UserWarning, match="clipped"):
+        assert prepare_audio(np.array([3.0, -2.0], np.float32)).max() == 1.0
+    stereo_int16 = (np.random.default_rng(0).normal(0, 3000, (44100, 2))).astype(np.int16)
+    mono16k = prepare_audio(stereo_int16, 44100)
+    assert mono16k.dtype == np.float32 and abs(len(mono16k) - 16000) <= 1
+    for rate in (0, -16000, 16000.5, "16k"):
+        with pytest.raises(AudioInputError, match="sample rate"):
+            prepare_audio(np.zeros(100, np.float32), rate)
+    with pytest.raises(AudioInputError):
+        prepare_audio(np.zeros((2, 3, 4), np.float32))
+    with pytest.raises(AudioInputError, match="32768"):
+        prepare_audio(np.full(10, 20000.0, np.float32))
+
+
+def test_cut_repetition_stops_a_decoding_loop():
+    assert cut_repetition([7, 1, 2, 3, 1, 2, 3, 1, 2]) == [7, 1, 2, 3]
+    assert cut_repetition([1, 2, 3, 4, 5, 6]) == [1, 2, 3, 4, 5, 6]
+
+
+# ---- real model ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def transcriber():
+    import torch
+
+    from models.transcriber import Transcriber, TranscriberSettings
+
+    torch.set_num_threads(1)  # the test machine is shared; one thread is faster under contention
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "no GPU" is expected here
+        return Transcriber(TranscriberSettings(model="tiny.en"))
+
+
+def stream(transcriber, audio: np.ndarray, chunk_s: float = 0.1, **settings):
+    """Run the streaming processor over audio in chunks; returns (final update, every update)."""
+    from models.streaming_asr import StreamingASR, StreamingSettings
+
+    asr = StreamingASR(transcriber, StreamingSettings(**settings))
+    n = int(chunk_s * SAMPLE_RATE)
+    updates = []
+    for i in range(0, len(audio), n):
+        asr.insert_audio(audio[i : i + n])
+        updates.append(asr.process_iter())
+    updates.append(asr.finish())
+    return asr, updates
+
+
+@pytest.mark.slow
+def test_offline_transcript_has_words_confidence_and_times(transcriber, spoken):
+    audio = load(spoken(SENTENCES[0]))
+    result = transcriber.transcribe(audio)
+    assert overlap(result.text, SENTENCES[0]) >= 0.7, result.text
+    duration_s = len(audio) / SAMPLE_RATE
+    for seg in result.segments:
+        assert 0.0 <= seg.start_s <= seg.end_s <= duration_s + 0.5
+        assert seg.avg_logprob < 0 and 0 <= seg.no_speech_prob <= 1
+        assert 0.0 <= seg.confidence.confidence <= 1.0
+        assert all(0 <= w.probability <= 1 for w in seg.words)
+    assert result.segments[0].confidence.confidence > 0.5  # clean synthetic speech
+    assert not any(s.confidence.hallucinated for s in result.segments)
+
+
+@pytest.mark.slow
+def test_streaming_matches_offline_and_never_retracts(transcriber, spoken):
+    # Two sentences with a pause, so both the VAD flush and the local-agreement path commit text.
+    a, b = (load(spoken(s)) for s in SENTENCES)
+    audio = np.concatenate([np.zeros(3200, np.float32), a, np.zeros(16000, np.float32), b])
+    offline = transcriber.transcribe(audio).text
+    asr, updates = stream(transcriber, audio)
+    final = updates[-1].committed_text
+    assert overlap(final, offline) >= 0.8, (final, offline)
+    assert overlap(final, " ".join(SENTENCES)) >= 0.7, final
+    for before, after in zip(updates, updates[1:]):  # committed text only ever grows
+        assert after.committed_text.startswith(before.committed_text)
+    assert any(u.partial_text for u in updates)  # words were shown before they were final
+    mid = [u for u in updates[:-1] if u.committed]
+    assert len(mid) >= 2  # text was committed while audio was still arriving, not only at the end
+    times = [(w.start_s, w.end_s) for w in asr.committed_words]
+    assert all(s <= e for s, e in times) and times[-1][1] <= len(audio) / SAMPLE_RATE + 0.3
+    # Absolute times: the second sentence's first word is placed where it was spoken, after the pause.
+    b_start_s = (3200 + len(a) + 16000) / SAMPLE_RATE
+    please = [w for w in asr.committed_words if words(w.text) == ["please"]]
+    assert please and abs(please[0].start_s - b_start_s - 0.3) < 0.4, (please, b_start_s)
+    segments = [s for u in updates for s in u.segments]
+    assert len(segments) >= 2 and all(0 <= s.confidence.confidence <= 1 for s in segments)
+
+
+@pytest.mark.slow
+def test_buffer_stays_bounded_in_a_long_stream(transcriber, spoken):
+    # 3 sentences back to back with no pause: only local agreement and trimming keep the window short.
+    text = " ".join(SENTENCES) + " " + THIRD
+    audio = load(spoken(text))
+    from models.streaming_asr import StreamingASR, StreamingSettings
+
+    settings = StreamingSettings(max_window_s=6.0)
+    asr = StreamingASR(transcriber, settings)
+    n = int(0.1 * SAMPLE_RATE)
+    longest = 0.0
+    for i in range(0, len(audio), n):
+        asr.insert_audio(audio[i : i + n])
+        asr.process_iter()
+        longest = max(longest, asr.buffer_s)
+    final = asr.finish().committed_text
+    assert longest <= settings.max_window_s + settings.min_chunk_s + 0.2
+    assert overlap(final, text) >= 0.6, final
+
+
+@pytest.mark.slow
+def test_silence_noise_and_broken_input_yield_no_text(transcriber):
+    rng = np.random.default_rng(0)
+    silence = np.zeros(3 * SAMPLE_RATE, np.float32)
+    hiss = rng.normal(0, 0.003, 3 * SAMPLE_RATE).astype(np.float32)  # -50 dBFS room noise
+    assert transcriber.transcribe(silence).text == ""
+    assert transcriber.transcribe(np.zeros(0, np.float32)).text == ""
+    for audio in (silence, hiss):
+        _, updates = stream(transcriber, audio)
+        assert updates[-1].committed_text == "" and not any(u.decoded for u in updates)
+    from models.streaming_asr import StreamingASR
+
+    asr = StreamingASR(transcriber)
+    with pytest.warns(UserWarning, match="NaN"):
+        asr.insert_audio(np.full(SAMPLE_RATE, np.nan, np.float32))
+    asr.insert_audio(np.zeros(0, np.float32))
+    with pytest.raises(AudioInputError, match="sample rate"):
+        asr.insert_audio(np.zeros(100, np.float32), sample_rate=0)
+    assert asr.process_iter().committed_text == "" and asr.finish().committed_text == ""
+
+
+@pytest.mark.slow
+def test_other_sample_rates_and_clipping_still_transcribe(transcriber, spoken):
+    from models.streaming_asr import StreamingASR
+
+    audio = load(spoken(SENTENCES[1], sample_rate=SAMPLE_RATE))
+    loud = np.clip(audio * 20.0, -1.0, 1.0)  # heavily clipped
+    from capture.audio import resample
+
+    audio44k = np.clip(resample(loud, SAMPLE_RATE, 44100), -1.0, 1.0)
+    asr = StreamingASR(transcriber)
+    for i in range(0, len(audio44k), 4410):
+        asr.insert_audio(audio44k[i : i + 4410], sample_rate=44100)
+        asr.process_iter()
+    text = asr.finish().committed_text
+    assert overlap(text, SENTENCES[1]) >= 0.6, text
