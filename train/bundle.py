@@ -14,7 +14,8 @@ Backends ("backend" in bundle.json) and the items `predict_probs` takes:
     vision    image: list of (H, W, 3) uint8 RGB arrays or image paths; resized (squash) to
               input.size and normalised with input.mean/std, exactly as in training validation
     vector    landmarks: (N, D) float array or list of (D,) vectors (normalisation is inside the model);
-              text: list[str], embedded with models.embeddings.TextEmbedder first
+              text: list[str], embedded with models.embeddings.TextEmbedder first (or an (N, 384)
+              array of such embeddings)
     zeroshot  text: list[str]; logits = cosine similarity to each class description
     tabular   tabular: list of {question: answer} dicts or a pandas DataFrame
 
@@ -90,8 +91,8 @@ class Bundle:
             return _tabular_logits(self.learner, items)
         if self.backend == "vision":
             x = self._image_batch(items)  # (N, 3, H, W) float32 normalised
-        elif self.task == "text":
-            x = torch.from_numpy(self._embed(list(items)))
+        elif self.task == "text" and not _is_numeric(items):
+            x = torch.from_numpy(self._embed(list(items)))  # (N, 384)
         else:
             x = torch.as_tensor(np.asarray(items, dtype=np.float32).reshape(len(items), -1))
             dim = self.input.get("dim")
@@ -150,6 +151,11 @@ class Bundle:
         return torch.from_numpy(np.ascontiguousarray(x))
 
 
+def _is_numeric(items: Any) -> bool:
+    """True for an (N, D) array of numbers (e.g. text already embedded), False for a list of strings."""
+    return isinstance(items, np.ndarray) and np.issubdtype(items.dtype, np.number)
+
+
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
     """(H, W, 3) uint8 RGB from an image file; a clear error if it is not one."""
     import cv2
@@ -164,6 +170,7 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
 def _tabular_logits(learner: Any, items: Any) -> np.ndarray:
     import pandas as pd
     import torch
+    from fastai.callback.progress import ProgressCallback  # noqa: F401  (adds Learner.no_bar)
 
     df = items if isinstance(items, pd.DataFrame) else pd.DataFrame(list(items))
     for col in learner.dls.cont_names:

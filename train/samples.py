@@ -37,6 +37,7 @@ KINDS = ("image", "landmarks", "audio", "text", "tabular")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 UNKNOWN = "unknown"  # person/session when the source does not say
+PERSON_COLUMNS = ("person", "signer", "subject", "speaker")  # CSV column names read as the person
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS samples (
@@ -251,7 +252,7 @@ class SampleStore:
         """Import `folder/<label>/<file>` (images or audio clips).
 
         person/session come from, in order: `meta_csv` (columns path,label[,person,session,captured_at];
-        path relative to `folder`), a regex `person_pattern` with named groups `person`/`session`
+        path relative to `folder`; the person column may also be called signer/subject/speaker), a regex `person_pattern` with named groups `person`/`session`
         matched against the path relative to `folder` (e.g. r"(?P<person>[^_/]+)_"), else "unknown".
         Unreadable files are skipped and listed in the report; a label in `meta_csv` that disagrees
         with the folder name is an error (nothing is imported).
@@ -281,7 +282,7 @@ class SampleStore:
                     if kind == "image":
                         check_image_file(p)
                     sid = b.add(kind, p.parent.name,
-                                person=row.get("person") or groups.get("person") or UNKNOWN,
+                                person=_person(row) or groups.get("person") or UNKNOWN,
                                 session=row.get("session") or groups.get("session") or session or UNKNOWN,
                                 captured_at=float(row["captured_at"]) if row.get("captured_at") else p.stat().st_mtime,
                                 data=p.read_bytes(), suffix=p.suffix.lower())
@@ -306,7 +307,7 @@ class SampleStore:
             raise StoreError(f"cannot read {path} as a UTF-8 CSV: {e}") from e
         if not rows or "label" not in rows[0]:
             raise StoreError(f"{path} needs a header row with a 'label' column and at least one data row")
-        reserved = {"label", "person", "session", "captured_at", "id"}
+        reserved = {"label", "session", "captured_at", "id", *PERSON_COLUMNS}
         features = [c for c in rows[0] if c not in reserved]
         if kind == "text" and "text" not in features:
             raise StoreError(f"{path} needs a 'text' column for text samples")
@@ -322,7 +323,7 @@ class SampleStore:
                         payload = _clean(row["text"], "text")
                     else:
                         payload = {c: row[c] for c in features}
-                    sid = b.add(kind, row.get("label"), person=row.get("person") or UNKNOWN,
+                    sid = b.add(kind, row.get("label"), person=_person(row) or UNKNOWN,
                                 session=row.get("session") or UNKNOWN,
                                 captured_at=float(row["captured_at"]) if row.get("captured_at") else None,
                                 payload=payload)
@@ -418,7 +419,12 @@ def _read_meta_csv(path: Path, folder: Path) -> dict[str, dict[str, str]]:
         raise StoreError(f"cannot read {path} as a UTF-8 CSV: {e}") from e
     if not rows or "path" not in rows[0]:
         raise StoreError(f"{path} needs a header with a 'path' column (relative to {folder})")
-    return {Path(r["path"]).as_posix(): r for r in rows}
+    return {Path(r["path"]).as_posix(): r for r in rows if r.get("path")}
+
+
+def _person(row: dict[str, str]) -> str | None:
+    """The person column of a metadata CSV, under any of its usual names."""
+    return next((row[k] for k in PERSON_COLUMNS if row.get(k)), None)
 
 
 def _inline_table(kind: str, rows: list[Sample]) -> tuple[list[str], list[list[Any]]]:

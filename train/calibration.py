@@ -1,0 +1,152 @@
+"""Calibration: make "90% sure" mean right 90% of the time, and give sets with guaranteed coverage.
+
+- `fit_temperature(logits, labels)`: one scalar T minimising the negative log-likelihood of
+  softmax(logits / T) on the VALIDATION set (never the test set). T > 1 softens an overconfident model.
+- `ece(probs, labels)`: expected calibration error with 15 equal-width confidence bins.
+- `reliability_diagram(...)`: accuracy vs confidence per bin, before and after, to a PNG.
+- `conformal_qhat(probs, labels, coverage)`: split-conformal threshold on the score 1 - p(true class);
+  the set {classes with p >= 1 - qhat} then contains the true class with probability >= coverage on
+  exchangeable new data. `empirical_coverage` checks that on held-out data.
+The set rule matches `models.prediction.make_prediction(conformal_qhat=...)`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+from models.prediction import softmax
+
+ECE_BINS = 15
+T_BOUNDS = (0.05, 20.0)  # search range for the temperature
+
+
+@dataclass(frozen=True)
+class CalibrationReport:
+    temperature: float
+    ece_before: float  # on the data it was fitted on (validation) unless stated otherwise
+    ece_after: float
+    nll_before: float
+    nll_after: float
+    coverage: float | None = None  # conformal target, e.g. 0.9
+    conformal_qhat: float | None = None
+    mean_set_size: float | None = None  # average conformal set size on validation
+    n: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _nll(logits: np.ndarray, labels: np.ndarray, t: float) -> float:
+    p = softmax(logits, t)
+    return float(-np.mean(np.log(np.clip(p[np.arange(len(labels)), labels], 1e-12, None))))
+
+
+def fit_temperature(logits: np.ndarray, labels: Sequence[int]) -> float:
+    """logits: (N, C); labels: (N,) class indices. Returns T in T_BOUNDS (1.0 for empty input)."""
+    z, y = np.asarray(logits, dtype=np.float64), np.asarray(labels, dtype=int)
+    if len(y) == 0:
+        return 1.0
+    res = minimize_scalar(lambda log_t: _nll(z, y, math.exp(log_t)),
+                          bounds=(math.log(T_BOUNDS[0]), math.log(T_BOUNDS[1])), method="bounded")
+    return float(math.exp(res.x))
+
+
+def ece(probs: np.ndarray, labels: Sequence[int], n_bins: int = ECE_BINS) -> float:
+    """Expected calibration error: sum over confidence bins of |accuracy - confidence| x bin share."""
+    p, y = np.asarray(probs, dtype=np.float64), np.asarray(labels, dtype=int)
+    if len(y) == 0:
+        return float("nan")
+    conf, pred = p.max(axis=1), p.argmax(axis=1)
+    correct = (pred == y).astype(float)
+    bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)  # bin k holds (k/n, (k+1)/n]
+    total = 0.0
+    for k in range(n_bins):
+        m = bins == k
+        if m.any():
+            total += m.mean() * abs(correct[m].mean() - conf[m].mean())
+    return float(total)
+
+
+def reliability_diagram(probs_before: np.ndarray, probs_after: np.ndarray | None, labels: Sequence[int],
+                        path: str | Path, title: str = "Reliability (validation)", n_bins: int = ECE_BINS) -> Path:
+    """Accuracy vs confidence per bin (bars) with the diagonal; before and after calibration."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    y = np.asarray(labels, dtype=int)
+    panels = [("before", probs_before)] + ([("after temperature", probs_after)] if probs_after is not None else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4.2), squeeze=False)
+    edges = np.linspace(0, 1, n_bins + 1)
+    for ax, (name, p) in zip(axes[0], panels):
+        p = np.asarray(p)
+        conf, correct = p.max(axis=1), (p.argmax(axis=1) == y)
+        bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
+        acc = [correct[bins == k].mean() if (bins == k).any() else 0.0 for k in range(n_bins)]
+        share = [(bins == k).mean() for k in range(n_bins)]
+        ax.bar(edges[:-1], acc, width=1 / n_bins, align="edge", edgecolor="k", alpha=0.7, label="accuracy")
+        ax.plot([0, 1], [0, 1], "r--", label="perfect calibration")
+        ax.plot(edges[:-1] + 0.5 / n_bins, share, "g.", label="share of examples")
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy",
+               title=f"{name}: ECE {ece(p, y, n_bins):.3f}")
+        ax.legend(loc="upper left", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def conformal_qhat(probs: np.ndarray, labels: Sequence[int], coverage: float = 0.9) -> float:
+    """Split-conformal threshold from calibration data (N, C) probabilities and true labels.
+
+    Score s_i = 1 - p_i(true class); qhat = the ceil((n + 1) * coverage) / n empirical quantile.
+    With too few examples for the requested coverage, returns 1.0 (every class in every set) and
+    the caller should say so.
+    """
+    p, y = np.asarray(probs, dtype=np.float64), np.asarray(labels, dtype=int)
+    n = len(y)
+    if n == 0:
+        return 1.0
+    scores = 1.0 - p[np.arange(n), y]
+    level = math.ceil((n + 1) * coverage) / n
+    if level > 1:
+        return 1.0
+    return float(np.quantile(scores, level, method="higher"))
+
+
+def prediction_sets(probs: np.ndarray, qhat: float) -> np.ndarray:
+    """(N, C) boolean: class in the set iff p >= 1 - qhat; the top class is always in."""
+    p = np.asarray(probs, dtype=np.float64)
+    keep = p >= 1.0 - qhat
+    keep[np.arange(len(p)), p.argmax(axis=1)] = True
+    return keep
+
+
+def empirical_coverage(probs: np.ndarray, labels: Sequence[int], qhat: float) -> tuple[float, float]:
+    """(share of held-out examples whose set holds the true class, mean set size)."""
+    sets = prediction_sets(probs, qhat)
+    y = np.asarray(labels, dtype=int)
+    if len(y) == 0:
+        return float("nan"), float("nan")
+    return float(sets[np.arange(len(y)), y].mean()), float(sets.sum(axis=1).mean())
+
+
+def calibrate(logits: np.ndarray, labels: Sequence[int], coverage: float | None = 0.9) -> CalibrationReport:
+    """Fit temperature and the conformal threshold on validation logits (N, C) and labels (N,)."""
+    z, y = np.asarray(logits, dtype=np.float64), np.asarray(labels, dtype=int)
+    t = fit_temperature(z, y)
+    before, after = softmax(z, 1.0), softmax(z, t)
+    qhat = size = None
+    if coverage is not None and len(y):
+        qhat = conformal_qhat(after, y, coverage)
+        size = empirical_coverage(after, y, qhat)[1]
+    return CalibrationReport(t, ece(before, y), ece(after, y), _nll(z, y, 1.0), _nll(z, y, t),
+                             coverage, qhat, size, int(len(y)))

@@ -1,0 +1,318 @@
+"""One training run with the lesson's discipline, from a sample store to a model bundle.
+
+`train_model(data, TrainSettings(task=..., split="grouped:person"), out=BUNDLE)`:
+1. refuses data it cannot learn from (one class, too few per class, grouped split with one person);
+2. trains on the requested split (walk-forward: one model per fold, score averaged over folds) and,
+   for the leakage gap, the same recipe on a random and on a grouped split, side by side;
+3. records per-epoch curves, plots them, and diagnoses them;
+4. fits temperature and conformal threshold on validation only, with a reliability diagram;
+5. exports a bundle with a model card (split, metrics with 95% intervals, calibration, diagnosis,
+   counts per person and class).
+`evaluate_bundle` and `compare_bundles` score bundles on labelled data (McNemar for the comparison).
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.prediction import RoutingPolicy, softmax
+from train.bundle import Bundle, BundleError, save_bundle
+from train.calibration import CalibrationReport, calibrate, ece, empirical_coverage, reliability_diagram
+from train.datablocks import LearnerSettings, TaskData, answers_frame, build_learner, featurize
+from train.diagnosis import Diagnosis, diagnose
+from train.evidence import Estimate, McNemarResult, accuracy, mcnemar
+from train.fit import CurveRecorder, Curves, FitSettings, fit_learner, plot_curves, valid_logits
+from train.samples import SampleStore, StoreError
+from train.splits import (MIN_PER_CLASS, LockedTestSet, Split, SplitError, SplitSpec, check_labels, grouped_split,
+                          make_splits, random_split)
+
+SMALL_VALIDATION = 30  # fewer validation examples than this: intervals are wide, calibration is rough
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    task: str  # "image" | "landmarks" | "text" | "tabular"
+    split: str = "grouped:person"  # random | grouped:person | grouped:session | time[:K]
+    valid_frac: float = 0.2  # share held out for validation (random / grouped)
+    coverage: float | None = 0.9  # conformal target coverage (None: no prediction sets)
+    accept_at: float = 0.9  # RoutingPolicy.accept_at written to the bundle
+    min_per_class: int = MIN_PER_CLASS
+    compare_splits: bool = True  # also train on the other split kind to show the leakage gap
+    seed: int = 0
+    learner: LearnerSettings = LearnerSettings()
+    fit: FitSettings = FitSettings()
+
+
+@dataclass
+class SplitRun:
+    """One model trained and validated on one split."""
+
+    split: Split
+    accuracy: Estimate
+    curves: Curves
+    logits: np.ndarray  # (n_valid, C) validation logits
+    targets: np.ndarray  # (n_valid,) class indices
+    seconds: float
+    learner: Any = None
+    backend: str = ""
+    input_spec: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainResult:
+    task: str
+    classes: list[str]
+    split_name: str
+    runs: list[SplitRun]  # the requested split's run(s); several for walk-forward
+    score: Estimate  # validation accuracy (walk-forward: mean over folds, interval on pooled examples)
+    leakage: dict[str, Any]  # random vs grouped accuracy and the gap
+    calibration: CalibrationReport
+    diagnosis: Diagnosis
+    counts: dict[str, dict[str, int]]
+    warnings: list[str]
+    plots: dict[str, Path]
+    bundle: Path | None = None
+
+    @property
+    def final(self) -> SplitRun:
+        return self.runs[-1]
+
+    def summary(self) -> str:
+        c = self.calibration
+        lines = [f"task {self.task}, classes {', '.join(self.classes)}",
+                 f"split {self.split_name}: validation accuracy {self.score}"]
+        if len(self.runs) > 1:
+            lines.append("  folds: " + ", ".join(f"{r.accuracy.value:.3f} (n={r.accuracy.n})" for r in self.runs))
+        lines.append(self.leakage["message"])
+        lines.append(f"diagnosis: {self.diagnosis}")
+        lines.append(f"calibration (validation): temperature {c.temperature:.2f}, ECE {c.ece_before:.3f} -> "
+                     f"{c.ece_after:.3f}" + (f", conformal qhat {c.conformal_qhat:.3f} for {c.coverage:.0%} sets "
+                                             f"(mean size {c.mean_set_size:.2f})" if c.conformal_qhat is not None else ""))
+        lines += [f"warning: {w}" for w in self.warnings]
+        lines += [f"{name}: {p}" for name, p in self.plots.items()]
+        if self.bundle:
+            lines.append(f"bundle: {self.bundle}")
+        return "\n".join(lines)
+
+
+def counts_of(data: TaskData) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {"class": {}, "person": {}, "session": {}}
+    for lab, per, ses in zip(data.labels, data.persons, data.sessions):
+        for key, val in (("class", lab), ("person", per), ("session", ses)):
+            out[key][val] = out[key].get(val, 0) + 1
+    return out
+
+
+def run_split(data: TaskData, x: Any, split: Split, classes: list[str], settings: TrainSettings) -> SplitRun:
+    """Train one model on `split` and score it on its validation part."""
+    rec = CurveRecorder()
+    learn, backend, spec = build_learner(data.task, x, data.labels, split.train_idx, split.valid_idx,
+                                         settings.learner, classes, cbs=[rec])
+    t0 = time.perf_counter()
+    curves = fit_learner(learn, data.task, settings.fit)
+    seconds = time.perf_counter() - t0
+    learn.remove_cb(rec)
+    logits, targets = valid_logits(learn)
+    return SplitRun(split, accuracy(logits.argmax(axis=1) == targets), curves, logits, targets, seconds,
+                    learn, backend, spec)
+
+
+def _grouping(data: TaskData) -> tuple[str, list[str]] | None:
+    """The grouping for the leakage comparison: persons if 2+, else sessions if 2+, else None."""
+    for name, groups in (("person", data.persons), ("session", data.sessions)):
+        if len(set(groups)) >= 2:
+            return name, groups
+    return None
+
+
+def leakage_comparison(data: TaskData, x: Any, classes: list[str], settings: TrainSettings,
+                       done: dict[str, SplitRun]) -> dict[str, Any]:
+    """Random-split vs grouped-split validation accuracy with the same recipe (reusing runs in `done`)."""
+    out: dict[str, Any] = {}
+    if "random" not in done:
+        done["random"] = run_split(data, x, random_split(data.labels, settings.valid_frac, settings.seed),
+                                   classes, settings)
+    out["random"] = done["random"].accuracy.to_dict()
+    grouping = _grouping(data)
+    if grouping is None:
+        out["grouped"] = None
+        out["message"] = (f"random split {done['random'].accuracy}; grouped split impossible: all examples come "
+                          "from one person and one session, so this score says nothing about new people. "
+                          "Record at least 2 people to measure that.")
+        return out
+    name, groups = grouping
+    key = f"grouped:{name}"
+    if key not in done:
+        done[key] = run_split(data, x, grouped_split(data.labels, groups, group_by=name,
+                                                     valid_frac=settings.valid_frac, seed=settings.seed),
+                              classes, settings)
+    r, g = done["random"].accuracy, done[key].accuracy
+    gap = r.value - g.value
+    out.update(grouped=g.to_dict(), group_by=name, gap=gap)
+    verdict = ("the random split leaks: the model recognises the " + name + ", not only the class"
+               if gap > 0.05 else "no sign of leakage")
+    out["message"] = (f"random split accuracy {r.value:.3f} [{r.low:.3f}, {r.high:.3f}] vs grouped by {name} "
+                      f"{g.value:.3f} [{g.low:.3f}, {g.high:.3f}]: gap {gap:+.3f} ({verdict}). "
+                      f"Trust the grouped score for new {name}s.")
+    return out
+
+
+def train_model(data: TaskData, settings: TrainSettings, out: str | Path | None = None,
+                plots_dir: str | Path | None = None) -> TrainResult:
+    """Train, compare splits, diagnose, calibrate and (with `out`) export a bundle."""
+    if data.task != settings.task:
+        raise SplitError(f"data is {data.task!r} but settings ask for {settings.task!r}")
+    check_labels(data.labels, settings.min_per_class)
+    spec = SplitSpec.parse(settings.split, valid_frac=settings.valid_frac, seed=settings.seed)
+    splits = make_splits(spec, data.labels, data.persons, data.sessions, data.times)
+    classes = data.classes
+    notes: list[str] = []
+    for s in splits:
+        missing = sorted(set(classes) - set(np.asarray(data.labels)[s.train_idx]))
+        if missing:
+            notes.append(f"{s.kind} split fold {s.fold}: training part has no {', '.join(missing)}; "
+                         "record those classes with more people/sessions")
+    x = featurize(data)
+    runs = [run_split(data, x, s, classes, settings) for s in splits]
+    done = {spec.name: runs[0]} if spec.kind != "time" else {}
+    if settings.compare_splits:
+        leakage = leakage_comparison(data, x, classes, settings, done)
+    else:
+        leakage = {"message": "split comparison skipped (compare_splits=False)"}
+    if len(runs) == 1:
+        score = runs[0].accuracy
+    else:  # walk-forward: the metric averaged over folds, interval from all validated examples
+        pooled = accuracy(np.concatenate([r.logits.argmax(1) == r.targets for r in runs]))
+        score = Estimate(float(np.mean([r.accuracy.value for r in runs])), pooled.low, pooled.high, pooled.n,
+                         "wilson (pooled folds)")
+    final = runs[-1]
+    n_valid = len(final.targets)
+    if n_valid < SMALL_VALIDATION:
+        notes.append(f"only {n_valid} validation examples: the interval is wide and calibration is rough; "
+                     f"aim for {SMALL_VALIDATION}+")
+    cal = calibrate(final.logits, final.targets, settings.coverage)
+    diag = diagnose(final.curves.train_loss, final.curves.valid_loss, n_classes=len(classes),
+                    n_train=len(final.split.train_idx), n_valid=n_valid)
+    plots_dir = Path(plots_dir) if plots_dir else Path(tempfile.mkdtemp(prefix="livelearner-plots-"))
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    plots = {"learning_curves": plot_curves(final.curves, plots_dir / "learning_curves.png",
+                                            f"{data.task}, {spec.name}: {diag.name}"),
+             "reliability": reliability_diagram(softmax(final.logits), softmax(final.logits, cal.temperature),
+                                                final.targets, plots_dir / "reliability.png")}
+    for w in notes:
+        warnings.warn(w)
+    result = TrainResult(data.task, classes, spec.name, runs, score, leakage, cal, diag, counts_of(data), notes,
+                         plots)
+    if out is not None:
+        result.bundle = export_bundle(result, settings, out)
+    return result
+
+
+def export_bundle(result: TrainResult, settings: TrainSettings, out: str | Path) -> Path:
+    final, cal = result.final, result.calibration
+    card = {
+        "split": result.split_name + (f" ({len(result.runs)} folds)" if len(result.runs) > 1 else ""),
+        "split_detail": final.split.describe(),
+        "metrics": {"validation_accuracy": result.score.to_dict(),
+                    **({f"fold_{i + 1}_accuracy": r.accuracy.to_dict() for i, r in enumerate(result.runs)}
+                       if len(result.runs) > 1 else {})},
+        "leakage": result.leakage, "calibration": cal.to_dict(), "diagnosis": result.diagnosis.to_dict(),
+        "curves": final.curves.to_dict(), "counts": result.counts, "warnings": result.warnings,
+        "n_train": int(len(final.split.train_idx)), "n_valid": int(len(final.targets)),
+        "train_seconds": final.seconds,
+    }
+    return save_bundle(out, task=result.task, backend=final.backend, classes=result.classes, learner=final.learner,
+                       temperature=cal.temperature, conformal_qhat=cal.conformal_qhat, coverage=cal.coverage,
+                       policy=RoutingPolicy(accept_at=settings.accept_at), input_spec=final.input_spec, card=card,
+                       extra_files={"learning_curves.png": result.plots["learning_curves"],
+                                    "reliability.png": result.plots["reliability"]})
+
+
+# ---- data in, evaluation -------------------------------------------------------------------------
+def open_store(data_path: str | Path, task: str, store_dir: str | Path | None = None,
+               person_pattern: str | None = None) -> SampleStore:
+    """A SampleStore for DATA: the store itself, or a store (at `store_dir`, else temporary) filled
+    from a folder tree `label/*.jpg` (with samples.csv/labels.csv metadata if present) or a CSV."""
+    path = Path(data_path)
+    if (path / "samples.sqlite").is_file():
+        return SampleStore(path)
+    if not path.exists():
+        raise StoreError(f"{path} does not exist; give a sample store, a label/*.jpg folder or a CSV")
+    store = SampleStore(store_dir or tempfile.mkdtemp(prefix="livelearner-store-"))
+    if len(store.samples(task)):
+        return store  # already imported into this store
+    if path.is_dir():
+        meta = next((path / n for n in ("samples.csv", "labels.csv") if (path / n).is_file()), None)
+        store.import_folder(path, kind="image" if task == "image" else "audio", meta_csv=meta,
+                            person_pattern=person_pattern)
+    else:
+        store.import_csv(path, kind=task)
+    return store
+
+
+def items_of(data: TaskData) -> Any:
+    """Items in the form Bundle.predict_probs takes."""
+    if data.task == "landmarks":
+        return np.stack(data.items)
+    if data.task == "tabular":
+        return answers_frame(data.items)
+    return list(data.items)
+
+
+@dataclass
+class Evaluation:
+    accuracy: Estimate
+    correct: np.ndarray  # (N,) bool, per example, for paired tests
+    ece: float
+    coverage: float | None  # empirical conformal coverage (None without conformal sets)
+    mean_set_size: float | None
+    n: int
+
+    def __str__(self) -> str:
+        text = f"accuracy {self.accuracy}, ECE {self.ece:.3f}"
+        if self.coverage is not None:
+            text += f", conformal coverage {self.coverage:.3f} (mean set size {self.mean_set_size:.2f})"
+        return text
+
+
+def evaluate_bundle(bundle: Bundle, data: TaskData) -> Evaluation:
+    """Score a bundle on labelled data; labels unknown to the model are a clear error."""
+    unknown = sorted(set(data.labels) - set(bundle.classes))
+    if unknown:
+        raise BundleError(f"mismatched labels: the data has {', '.join(unknown)}, which the model does not know "
+                          f"(its classes: {', '.join(bundle.classes)}); relabel, or retrain with those classes")
+    if len(data) == 0:
+        raise BundleError("no labelled examples to evaluate on")
+    probs = bundle.predict_probs(items_of(data))
+    y = np.array([bundle.classes.index(lab) for lab in data.labels])
+    correct = probs.argmax(axis=1) == y
+    cov = size = None
+    if bundle.conformal_qhat is not None:
+        cov, size = empirical_coverage(probs, y, bundle.conformal_qhat)
+    return Evaluation(accuracy(correct), correct, ece(probs, y), cov, size, len(y))
+
+
+def compare_bundles(a: Bundle, b: Bundle, data: TaskData, names: tuple[str, str] = ("A", "B")
+                    ) -> tuple[Evaluation, Evaluation, McNemarResult]:
+    """Both models on the same examples, with McNemar's paired test."""
+    ea, eb = evaluate_bundle(a, data), evaluate_bundle(b, data)
+    return ea, eb, mcnemar(ea.correct, eb.correct, names=names)
+
+
+def evaluate_locked_test(bundle: Bundle, store: SampleStore, model_name: str) -> tuple[Evaluation, int]:
+    """Evaluate on the store's locked test set; returns the evaluation and how many came before."""
+    lock = LockedTestSet(store, bundle.task)
+    if not lock.ids:
+        raise SplitError("this store has no locked test set; create one with `livelearner train ... --lock-test`")
+    wanted = set(lock.ids)
+    full = TaskData.from_store(store, bundle.task)
+    data = full.subset([i for i, sid in enumerate(full.ids) if sid in wanted])
+    ev = evaluate_bundle(bundle, data)
+    before = lock.record_evaluation(model_name, ev.accuracy.value)
+    return ev, before
