@@ -1,0 +1,78 @@
+"""`livelearner train-default emotion|sign --data TRAINDATA --out DIR`: retrain a shipped default model.
+
+The one command per shipped model that retrains it from a data folder and reproduces its metrics
+(within noise: seeds are fixed, but thread scheduling makes CPU training not bit-exact).
+
+    emotion  DATA is a folder holding fer2013_train/<class>/*.jpg (or that folder itself)
+    sign     DATA is a folder holding asl_other_signers/<LETTER>/*.jpg and asl_alphabet_train/<class>/*.jpg;
+             both learners (hand landmarks, cropped-hand pixels) are trained cross-signer and same-signer,
+             and the better cross-signer one is written to OUT
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train-default", help="retrain a shipped default model (emotion or sign) from data",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", choices=("emotion", "sign"))
+    p.add_argument("--data", required=True, type=Path, help="training data folder (see above)")
+    p.add_argument("--out", required=True, type=Path, help="bundle folder to write")
+    p.add_argument("--eval", type=Path, default=None,
+                   help="a labelled folder of NEW data to measure once at the end (never used for fitting)")
+    p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (e.g. for a quick try)")
+    p.add_argument("--limit-per-class", type=int, default=None,
+                   help="emotion: train on at most this many faces per class (a quick try, not the shipped model)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (1 is fastest on a machine whose cores are busy with other work)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from demos.cli import UserFacingError
+
+    if not args.data.is_dir():
+        raise UserFacingError(f"{args.data} is not a folder; pass the training data folder with --data")
+    if args.eval is not None and not args.eval.is_dir():
+        raise UserFacingError(f"{args.eval} is not a folder; pass a labelled <label>/*.jpg folder with --eval")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+    def log(message: str) -> None:
+        print(time.strftime("%H:%M:%S"), message, flush=True)
+
+    try:
+        if args.model == "emotion":
+            out = _emotion(args, log)
+        else:
+            out = _sign(args, log)
+    except (FileNotFoundError, ValueError) as e:
+        raise UserFacingError(str(e)) from e
+    print(f"bundle: {out}")
+    return 0
+
+
+def _emotion(args: argparse.Namespace, log) -> Path:
+    from train.recipes import EmotionRecipe, evaluate_emotion_once, retrain_emotion
+
+    data = args.data / "fer2013_train" if (args.data / "fer2013_train").is_dir() else args.data
+    kw = {"epochs": args.epochs} if args.epochs else {}
+    recipe = EmotionRecipe(data=data, out=args.out, limit_per_class=args.limit_per_class, threads=args.threads, **kw)
+    out = retrain_emotion(recipe, log=log)
+    if args.eval is not None:
+        log(json.dumps(evaluate_emotion_once(out, args.eval), indent=1))
+    return out
+
+
+def _sign(args: argparse.Namespace, log) -> Path:
+    from train.sign_recipe import SignRecipe, retrain_sign
+
+    kw = {"landmark_epochs": args.epochs} if args.epochs else {}
+    recipe = SignRecipe(data=args.data, out=args.out, eval_data=args.eval, **kw)
+    return retrain_sign(recipe, log=log)
