@@ -236,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
                              daemon=True).start()
         cpu_start_s = server_cpu_s(proc.pid) if proc is not None else None
         load_start = os.getloadavg()[0]
+        own_start = os.times()
         stats = [ClientStats() for _ in range(clients)]
         threads = [threading.Thread(target=run_client, args=(url, frames, args.fps, t0 + duration_s, t0, s,
                                                              args.max_in_flight)) for s in stats]
@@ -247,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         stop.set()
         cpu_used_s = server_cpu_s(proc.pid) - cpu_start_s if proc is not None else None
         load_end = os.getloadavg()[0]
+        own_end = os.times()
+        client_cpu_s = (own_end.user + own_end.system) - (own_start.user + own_start.system)
     finally:
         if proc is not None:
             proc.terminate()
@@ -274,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         "rss_second_half_growth_mb": (rss_mb[-1] - rss_mb[len(rss_mb) // 2]) if len(rss_mb) > 2 else None,
         "server_cpu_ms_per_result": (cpu_used_s * 1000 / max(1, len(all_results))) if cpu_used_s else None,
         "server_cpu_cores_used": (cpu_used_s / duration_s) if cpu_used_s else None,
+        "client_cpu_cores_used": client_cpu_s / duration_s,
         "cpu_count": os.cpu_count(), "load_average_1min_start": load_start, "load_average_1min_end": load_end,
     }
     print(f"\nper client results/s: {', '.join(f'{r:.1f}' for r in rates)} "
@@ -289,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"server RSS: start {rss_mb[0]:.0f} MB, end {rss_mb[-1]:.0f} MB, max {max(rss_mb):.0f} MB")
     if cpu_used_s:
         print(f"server CPU: {summary['server_cpu_ms_per_result']:.1f} ms per result, "
-              f"{summary['server_cpu_cores_used']:.2f} of {os.cpu_count()} cores; machine load average "
+              f"{summary['server_cpu_cores_used']:.2f} of {os.cpu_count()} cores (the clients: "
+              f"{summary['client_cpu_cores_used']:.2f} cores); machine load average "
               f"{load_start:.1f} -> {load_end:.1f} (other processes compete for the same cores)")
     for s in stats:
         for msg in s.error_messages:

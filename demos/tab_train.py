@@ -12,12 +12,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from demos import engines
 from demos.handlers import AppContext, user_error
 
 TASKS = ("image", "landmarks", "text", "tabular")
 SPLITS = ("grouped:person", "grouped:session", "random", "time:3")
 COUNT_COLUMNS = ["class", "person", "samples"]
+MONITOR_PIPELINE = {"image": engines.TEAM_IMAGE, "landmarks": engines.TEAM_SIGN, "text": "speech",
+                    "tabular": "questions"}  # the Monitor's name for the live pipeline using each task's model
+BASELINE_FILE = "validation_outputs.npz"  # written next to the bundle by the Train tab
 FACE_CROP_PX = 224  # side of the face crops saved as image samples (what LearnerPipeline feeds a team model)
 
 
@@ -88,6 +93,7 @@ def train(ctx: AppContext, task: str, split: str, epochs: float | None = None) -
         result = train_model(data, TrainSettings(task=task, split=split, fit=fit), out=out, plots_dir=out.with_suffix(".plots"))
     except (SplitError, StoreError, ValueError) as e:
         raise user_error(str(e), e) from e
+    _save_baseline(result, Path(result.bundle))
     evidence = [f"**Validation accuracy ({result.split_name})**: {result.score}",
                 f"**Leakage check**: {result.leakage['message']}",
                 f"**Diagnosis: {result.diagnosis.name}**. {result.diagnosis}"]
@@ -111,6 +117,15 @@ def train(ctx: AppContext, task: str, split: str, epochs: float | None = None) -
             "\n\n".join(evidence), str(result.bundle))
 
 
+def _save_baseline(result: Any, bundle: Path) -> None:
+    """Calibrated confidence and entropy of the validation predictions: the Monitor's reference."""
+    from models.prediction import softmax
+
+    probs = softmax(result.final.logits, result.calibration.temperature)  # (n_valid, C)
+    entropy = -(probs * np.log(np.clip(probs, 1e-12, 1.0))).sum(axis=1)
+    np.savez(bundle / BASELINE_FILE, confidence=probs.max(axis=1), entropy=entropy)
+
+
 def deploy(ctx: AppContext, task: str, bundle_path: str) -> str:
     if not bundle_path:
         raise user_error("Train a model first (or there is nothing to deploy).")
@@ -118,6 +133,11 @@ def deploy(ctx: AppContext, task: str, bundle_path: str) -> str:
         ctx.deploy(task, Path(bundle_path))
     except Exception as e:
         raise user_error(f"Could not deploy {bundle_path}: {e}. The previous model stays live.", e) from e
+    baseline = Path(bundle_path) / BASELINE_FILE
+    if baseline.exists():  # drift of the live outputs is then measured against validation
+        values = np.load(baseline)
+        for stat in ("confidence", "entropy"):
+            ctx.monitor.set_baseline(f"{MONITOR_PIPELINE[task]}/{stat}", values[stat])
     where = {"image": "Webcam tab ('team image model')", "landmarks": "Webcam tab ('team sign model')",
              "text": "Speak tab", "tabular": "Questions tab"}[task]
     return f"Deployed **{Path(bundle_path).name}**: live now in the {where}."

@@ -88,6 +88,7 @@ def test_questionnaire_validation_training_and_classification(ctx):
     summary, curves, reliability, evidence, bundle = tab_train.train(ctx, "tabular", "grouped:person", 10)
     assert "grouped" in evidence and "Diagnosis" in evidence and bundle
     assert "Deployed" in tab_train.deploy(ctx, "tabular", bundle)
+    assert ctx.monitor.drift("questions/confidence").reference_source == "validation"
     probs, text = tab_questions.classify(ctx, *[5, 2, 5, 3, 2, 4, 1, 3])
     assert max(probs, key=probs.get) == "outgoing" and "decision" in text
 
