@@ -154,6 +154,11 @@ class StreamingASR:
         return "".join(w.text for w in self._committed).lstrip()
 
     @property
+    def open_text(self) -> str:
+        """Committed text of the sentence in progress (not yet closed into a Segment)."""
+        return "".join(w.text for w, _ in self._open_words).strip()
+
+    @property
     def partial_text(self) -> str:
         return "".join(w.text for w in self._hypothesis).strip()
 

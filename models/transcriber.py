@@ -17,6 +17,7 @@ Two decoding paths share one loaded model:
 from __future__ import annotations
 
 import math
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -125,7 +126,9 @@ class TranscriberSettings:
     temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # offline fallback when decoding fails
     truncate_encoder: bool = True  # streaming: encode only the window's frames, not 30 s
     encoder_margin_s: float = 1.0  # streaming: silence added after the window before encoding
-    threads: int | None = None  # torch CPU threads; None leaves torch's default
+    # torch CPU threads (process-wide). None: 1 on machines with <= 2 cores, where a second thread
+    # competing with capture/UI made decoding up to 5x slower, else torch's default.
+    threads: int | None = None
 
 
 def prepare_audio(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -184,8 +187,9 @@ class Transcriber:
     def __init__(self, settings: TranscriberSettings = TranscriberSettings(), model: Any = None):
         self.settings = settings
         self.placement = placement()
-        if settings.threads:
-            torch.set_num_threads(settings.threads)
+        threads = settings.threads or (1 if (os.cpu_count() or 1) <= 2 else None)
+        if threads:
+            torch.set_num_threads(threads)
         self.model = model if model is not None else _load_model(settings.model, str(self.placement.device))
         self.multilingual = bool(self.model.is_multilingual)
         self.language = settings.language or (None if self.multilingual else "en")
