@@ -132,8 +132,8 @@ class Bundle:
         return np.asarray(self._embedder.encode(texts), dtype=np.float32)  # (N, 384)
 
     def _image_batch(self, items: Sequence[Any]):
-        import cv2
         import torch
+        from PIL import Image
 
         h, w = self.input.get("size", (224, 224))
         mean = np.asarray(self.input.get("mean", IMAGENET_MEAN), dtype=np.float32)
@@ -142,10 +142,11 @@ class Bundle:
         for item in items:
             img = load_rgb(item) if isinstance(item, (str, os.PathLike)) else np.asarray(item)
             if img.ndim == 2:
-                img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+                img = np.repeat(img[:, :, None], 3, axis=2)
             if img.ndim != 3 or img.shape[2] != 3 or img.size == 0:
                 raise BundleError(f"images must be (H, W, 3) RGB uint8, got shape {img.shape}")
-            img = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)  # squash, as in training
+            # PIL's bilinear squash, exactly as fastai's Resize(method="squash") did in training
+            img = np.asarray(Image.fromarray(img.astype(np.uint8)).resize((w, h), Image.BILINEAR))
             batch.append((img.astype(np.float32) / 255.0 - mean) / std)
         x = np.stack(batch).transpose(0, 3, 1, 2)  # (N, H, W, 3) -> (N, 3, H, W)
         return torch.from_numpy(np.ascontiguousarray(x))
@@ -157,14 +158,14 @@ def _is_numeric(items: Any) -> bool:
 
 
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
-    """(H, W, 3) uint8 RGB from an image file; a clear error if it is not one."""
-    import cv2
+    """(H, W, 3) uint8 RGB from an image file (decoded by PIL, as fastai does); a clear error if it is not one."""
+    from PIL import Image, UnidentifiedImageError
 
-    data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None:
-        raise BundleError(f"{path} is not a readable image (corrupt or not an image)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        raise BundleError(f"{path} is not a readable image (corrupt or not an image)") from e
 
 
 def _tabular_logits(learner: Any, items: Any) -> np.ndarray:
@@ -242,7 +243,7 @@ def save_bundle(out: str | os.PathLike, *, task: str, backend: str, classes: Seq
     try:
         spec = {"format": BUNDLE_FORMAT, "task": task, "backend": backend, "classes": list(classes),
                 "temperature": float(temperature), "conformal_qhat": conformal_qhat, "coverage": coverage,
-                "calibrated": temperature != 1.0 or conformal_qhat is not None,
+                "calibrated": backend != "zeroshot" and (temperature != 1.0 or conformal_qhat is not None),
                 "policy": {"accept_at": policy.accept_at, "abstain_below": policy.abstain_below},
                 "input": input_spec or {}, "created_at_s": time.time(), **spec_extra}
         if learner is not None:

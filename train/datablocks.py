@@ -14,6 +14,7 @@ once per run), and `build_learner` makes a fastai Learner for one split.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -118,10 +119,15 @@ def featurize(data: TaskData) -> Any:
     raise ValueError(f"unknown task {data.task!r}; use image, landmarks, text or tabular")
 
 
-def embed_texts(texts: list[str]) -> np.ndarray:
+@lru_cache(maxsize=1)
+def _embedder():
     from models.embeddings import TextEmbedder
 
-    return np.asarray(TextEmbedder().encode(texts), dtype=np.float32)  # (N, 384)
+    return TextEmbedder()  # loaded on first use, then shared (MiniLM takes a second or two to load)
+
+
+def embed_texts(texts: list[str]) -> np.ndarray:
+    return np.asarray(_embedder().encode(list(texts)), dtype=np.float32)  # (N, 384)
 
 
 def zero_shot_embeddings(descriptions: dict[str, str]) -> tuple[list[str], np.ndarray]:
@@ -215,7 +221,9 @@ def build_learner(task: str, x: Any, labels: Sequence[str], train_idx: np.ndarra
         from fastai.tabular.all import Categorify, FillMissing, Normalize, TabularDataLoaders, tabular_learner
 
         feats = [c for c in df.columns if c not in ("label", "is_valid")]
-        cont = [c for c in feats if np.issubdtype(df[c].dtype, np.number)]
+        from pandas.api.types import is_numeric_dtype
+
+        cont = [c for c in feats if is_numeric_dtype(df[c])]
         cat = [c for c in feats if c not in cont]
         valid_rows = list(np.flatnonzero(df["is_valid"].to_numpy()))
         dls = TabularDataLoaders.from_df(df.drop(columns="is_valid"), procs=[Categorify, FillMissing, Normalize],

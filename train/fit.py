@@ -8,6 +8,7 @@ logits for calibration.
 """
 from __future__ import annotations
 
+import random
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -84,6 +85,7 @@ def fit_learner(learn: Any, task: str, settings: FitSettings = FitSettings()) ->
     if rec is None:
         rec = CurveRecorder()
         learn.add_cb(rec)
+    random.seed(settings.seed)
     torch.manual_seed(settings.seed)
     np.random.seed(settings.seed)
     epochs = settings.epochs or DEFAULT_EPOCHS[task]

@@ -24,7 +24,8 @@ import numpy as np
 from models.prediction import RoutingPolicy, softmax
 from train.bundle import Bundle, BundleError, save_bundle
 from train.calibration import CalibrationReport, calibrate, ece, empirical_coverage, reliability_diagram
-from train.datablocks import LearnerSettings, TaskData, answers_frame, build_learner, featurize
+from train.datablocks import (ZERO_SHOT_TEMPERATURE, LearnerSettings, TaskData, answers_frame, build_learner,
+                              featurize, zero_shot_embeddings)
 from train.diagnosis import Diagnosis, diagnose
 from train.evidence import Estimate, McNemarResult, accuracy, mcnemar
 from train.fit import CurveRecorder, Curves, FitSettings, fit_learner, plot_curves, valid_logits
@@ -232,6 +233,18 @@ def export_bundle(result: TrainResult, settings: TrainSettings, out: str | Path)
                        policy=RoutingPolicy(accept_at=settings.accept_at), input_spec=final.input_spec, card=card,
                        extra_files={"learning_curves.png": result.plots["learning_curves"],
                                     "reliability.png": result.plots["reliability"]})
+
+
+def save_zero_shot_bundle(descriptions: dict[str, str], out: str | Path,
+                          temperature: float = ZERO_SHOT_TEMPERATURE, accept_at: float = 0.9) -> Path:
+    """A text bundle with no training data: classes are described in words ({label: description});
+    probabilities are softmax(cosine similarity / temperature). Not calibrated until labelled data exists."""
+    classes, emb = zero_shot_embeddings(descriptions)
+    card = {"split": "none (zero-shot: no training data)", "descriptions": descriptions,
+            "warnings": ["zero-shot: probabilities are not calibrated; record labelled examples and train"]}
+    return save_bundle(out, task="text", backend="zeroshot", classes=classes, zeroshot_embeddings=emb,
+                       temperature=temperature, policy=RoutingPolicy(accept_at=accept_at),
+                       input_spec={"embedder": "minilm-l6-v2", "dim": int(emb.shape[1])}, card=card)
 
 
 # ---- data in, evaluation -------------------------------------------------------------------------
