@@ -51,7 +51,7 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
         status = gr.Markdown(ctx.hub.status_markdown(), elem_id="model-status")
         gr.Timer(2.0).tick(ctx.hub.status_markdown, None, status, queue=False, show_progress="hidden")
         webcam_state = gr.State(None, time_to_live=3600, delete_callback=_close_state)
-        speak_state = gr.State(None, time_to_live=3600)
+        speak_state = gr.State(None, time_to_live=3600, delete_callback=tab_speak.close)
         person = gr.Textbox(label="Your name (person in front of the camera / reviewer)", value="", max_lines=1,
                             elem_id="person")
 

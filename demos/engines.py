@@ -212,6 +212,12 @@ def asr_step(stream: Any, chunk: Any) -> Any:
         return stream.process_iter()
 
 
+def asr_process(stream: Any) -> Any:
+    """Decode if enough new speech arrived (audio already inserted) -> StreamUpdate."""
+    with _ASR_LOCK:
+        return stream.process_iter()
+
+
 def asr_finish(stream: Any) -> Any:
     with _ASR_LOCK:
         return stream.finish()

@@ -51,6 +51,7 @@ CREATE INDEX IF NOT EXISTS items_status ON items(status, created_s);
 """
 
 PENDING = "pending"
+RATE_LIMIT_KEYS = 1000  # (session, task, track) keys remembered before expired ones are pruned
 RESOLVED_STATES = ("confirmed", "corrected")
 
 
@@ -164,6 +165,9 @@ class ReviewQueue:
             last = self._last_added.get(key)
             if last is not None and now - last < self.settings.min_interval_s:
                 return None
+            if len(self._last_added) >= RATE_LIMIT_KEYS:  # forget expired keys: bounded memory
+                self._last_added = {k: t for k, t in self._last_added.items()
+                                    if now - t < self.settings.min_interval_s}
             self._last_added[key] = now
         if self.count(PENDING) >= self.settings.max_pending:
             return None

@@ -8,6 +8,8 @@ the label cannot be more certain than the words. A segment flagged as hallucinat
 """
 from __future__ import annotations
 
+import queue
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,10 @@ DEFAULT_LABELS = "question, greeting, complaint, thanks"
 MAX_LABELS = 20
 
 
+MAX_PENDING_CHUNKS = 240  # audio chunks waiting for Whisper (2 min at 0.5 s); beyond, the oldest are dropped
+FINISH_TIMEOUT_S = 60.0  # how long stopping a recording waits for Whisper to catch up
+
+
 @dataclass
 class SpeakState:
     """One browser tab's microphone session (lives in that user's gr.State)."""
@@ -32,6 +38,7 @@ class SpeakState:
     session_id: str = field(default_factory=new_session_id)
     audio: BrowserAudio = field(default_factory=BrowserAudio)
     stream: Any = None  # the per-user streaming transcriber
+    worker: "SpeechWorker | None" = None  # decodes this user's audio off the request thread
     segments: list = field(default_factory=list)  # closed sentences (with ASR confidence), in order
     earlier_text: str = ""  # committed text of recordings already finished
     committed_text: str = ""  # committed text of the current recording (never retracted)
@@ -81,35 +88,103 @@ def classify_segment(ctx: AppContext, segment: Any, labels_text: str) -> Predict
                                bundle.policy)
 
 
+class SpeechWorker:
+    """Runs one user's streaming transcriber in a thread, so the stream handler returns at once.
+
+    Why: while a Gradio stream handler is busy, newer chunks from the browser replace the waiting
+    one (right for video, where only the newest frame matters; wrong for audio, where every chunk
+    holds words). The handler only queues the chunk; this thread decodes whatever has arrived.
+    """
+
+    def __init__(self, ctx: AppContext, state: SpeakState, person: str):
+        self.ctx, self.state, self.person = ctx, state, person
+        self.inbox: queue.Queue = queue.Queue()
+        self.dropped = 0  # chunks dropped because Whisper fell more than MAX_PENDING_CHUNKS behind
+        self.error: BaseException | None = None
+        self.labels_text = DEFAULT_LABELS
+        self._thread = threading.Thread(target=self._run, name=f"speech-{state.session_id}", daemon=True)
+        self._thread.start()
+
+    def push(self, chunk: Any, labels_text: str) -> None:
+        self.labels_text = labels_text
+        if self.inbox.qsize() >= MAX_PENDING_CHUNKS:
+            try:
+                self.inbox.get_nowait()
+                self.dropped += 1
+            except queue.Empty:
+                pass
+        self.inbox.put(chunk)
+
+    def finish(self, labels_text: str, timeout_s: float = FINISH_TIMEOUT_S) -> None:
+        self.labels_text = labels_text
+        self.inbox.put(None)  # sentinel: flush and stop
+        self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        state = self.state
+        while True:
+            items = [self.inbox.get()]
+            while not self.inbox.empty():  # decode everything that arrived meanwhile in one go
+                items.append(self.inbox.get_nowait())
+            done = items[-1] is None
+            try:
+                for chunk in items:
+                    if chunk is not None:
+                        state.stream.insert_audio(chunk)
+                update = engines.asr_finish(state.stream) if done else engines.asr_process(state.stream)
+                _absorb(self.ctx, state, update, self.labels_text, self.person)
+            except Exception as e:  # shown to the user on their next chunk
+                self.error = e
+                return
+            if done:
+                return
+
+
 def process_chunk(ctx: AppContext, payload: tuple[int, np.ndarray] | None, labels_text: str,
                   state: SpeakState | None, person: str = "") -> tuple[str, str, dict | None, str, SpeakState]:
-    """One microphone chunk -> (committed transcript, partial, class probs, info, state)."""
+    """One microphone chunk -> (committed transcript, partial, class probs, info, state).
+
+    Returns at once with what has been transcribed so far; decoding runs in the session's worker.
+    """
     state = state if isinstance(state, SpeakState) else SpeakState()
     try:
         chunk = state.audio.push(payload)
     except CaptureError as e:
         raise user_error(str(e), e) from e
+    if state.worker is not None and state.worker.error is not None:
+        error, state.worker, state.stream = state.worker.error, None, None
+        raise user_error(f"Transcription stopped: {error}. Start recording again.", error)
     if chunk is None:
         return _outputs(state)
-    if state.stream is None:
+    if state.worker is None:
+        parse_labels(labels_text)  # bad classes: say so now, not after the first sentence
         state.stream = engines.open_asr_stream(ctx)
+        state.worker = SpeechWorker(ctx, state, person)
     ctx.monitor.record_audio("speech", chunk.samples)
-    update = engines.asr_step(state.stream, chunk)
-    return _absorb(ctx, state, update, labels_text, person)
+    state.worker.push(chunk, labels_text)
+    return _outputs(state)
 
 
 def finish(ctx: AppContext, labels_text: str, state: SpeakState | None, person: str = ""):
-    """Recording stopped: flush the resampler and the transcriber; commit what is left."""
-    if not isinstance(state, SpeakState) or state.stream is None:
-        return (*_outputs(state or SpeakState())[:4], state)
+    """Recording stopped: flush the resampler, let Whisper catch up, commit what is left."""
+    if not isinstance(state, SpeakState) or state.worker is None:
+        return _outputs(state if isinstance(state, SpeakState) else SpeakState())
     tail = state.audio.flush()
     if tail is not None:
-        engines.asr_step(state.stream, tail)
-    update = engines.asr_finish(state.stream)
-    outputs = _absorb(ctx, state, update, labels_text, person)
+        state.worker.push(tail, labels_text)
+    state.worker.finish(labels_text)
+    outputs = _outputs(state)
     # the next recording starts a fresh stream (times restart at 0); keep what was said
-    state.stream, state.earlier_text, state.committed_text = None, _full_text(state), ""
+    state.worker, state.stream = None, None
+    state.earlier_text, state.committed_text, state.partial = _full_text(state), "", ""
     return outputs
+
+
+def close(state: Any) -> None:
+    """Session ended (Gradio's delete_callback): stop the worker thread."""
+    worker = getattr(state, "worker", None)
+    if worker is not None:
+        worker.inbox.put(None)
 
 
 def process_file(ctx: AppContext, path: str | None, labels_text: str, person: str = "") -> tuple[str, str, dict | None, str]:
