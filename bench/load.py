@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import socket
 import subprocess
@@ -166,6 +167,20 @@ def run_client(url: str, frames: list[Path], fps: float, stop_at: float, t0: flo
     all_done.wait(timeout=30)
 
 
+def client_process(url: str, frames: list[Path], fps: float, stop_at: float, t0: float,
+                   max_in_flight: int) -> ClientStats:
+    """One simulated teammate in its own process (spawned; returns its stats)."""
+    stats = ClientStats()
+    run_client(url, frames, fps, stop_at, t0, stats, max_in_flight)
+    return stats
+
+
+def _children_cpu_s() -> float:
+    """CPU seconds of this process plus its finished children (the client processes)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def sample_rss(pid: int, t0: float, stop: threading.Event, out: list[tuple[float, float]], every_s: float) -> None:
     import psutil
 
@@ -236,20 +251,17 @@ def main(argv: list[str] | None = None) -> int:
                              daemon=True).start()
         cpu_start_s = server_cpu_s(proc.pid) if proc is not None else None
         load_start = os.getloadavg()[0]
-        own_start = os.times()
-        stats = [ClientStats() for _ in range(clients)]
-        threads = [threading.Thread(target=run_client, args=(url, frames, args.fps, t0 + duration_s, t0, s,
-                                                             args.max_in_flight)) for s in stats]
-        print(f"{clients} clients x {args.fps:g} fps for {duration_s:.0f} s…", flush=True)
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        own_start = _children_cpu_s()
+        print(f"{clients} clients (one process each, like teammates' machines) x {args.fps:g} fps "
+              f"for {duration_s:.0f} s…", flush=True)
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(clients) as pool:
+            stats = pool.starmap(client_process, [(url, frames, args.fps, t0 + duration_s, t0, args.max_in_flight)
+                                                  for _ in range(clients)])
         stop.set()
         cpu_used_s = server_cpu_s(proc.pid) - cpu_start_s if proc is not None else None
         load_end = os.getloadavg()[0]
-        own_end = os.times()
-        client_cpu_s = (own_end.user + own_end.system) - (own_start.user + own_start.system)
+        client_cpu_s = _children_cpu_s() - own_start
     finally:
         if proc is not None:
             proc.terminate()
