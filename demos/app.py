@@ -65,6 +65,11 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
                                        label="Task", elem_id="vision-task")
                     photo = gr.File(label="…or upload a photo", file_types=["image"], elem_id="photo")
                     photo_btn = gr.Button("Run on photo", elem_id="photo-run")
+                    with gr.Row():
+                        local_spec = gr.Textbox("0", label="…or this machine's camera: index, stream URL or video file",
+                                                max_lines=1)
+                        local_start = gr.Button("Start local camera")
+                        local_stop = gr.Button("Stop")
                 with gr.Column():
                     annotated = gr.Image(label="Predictions", format="jpeg", elem_id="annotated")
                     probs = gr.Label(num_top_classes=4, label="Class probabilities (calibrated when the model is)", elem_id="vision-probs")
@@ -78,6 +83,10 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
                 stream_every=settings.stream_every_s, api_name="webcam_stream",
                 **stream_args,
             )
+            local_event = local_start.click(bind(tab_webcam.local_camera, ctx), [local_spec, task, person],
+                                            [annotated, probs, vision_info], concurrency_limit=1,
+                                            concurrency_id="local-camera", show_progress="hidden")
+            local_stop.click(None, None, None, cancels=[local_event])
             photo_btn.click(bind(tab_webcam.process_upload, ctx), [photo, task, person],
                             [annotated, probs, vision_info], api_name="photo")
             # one frame per call, same per-user state: what bench/load.py drives with gradio_client

@@ -138,3 +138,29 @@ def _label(predictions: list[Prediction]) -> dict[str, float] | None:
         return None
     best = max(predictions, key=lambda p: (p.box[2] - p.box[0]) * (p.box[3] - p.box[1]) if p.box else 0)
     return best.as_label_dict()
+
+
+def local_camera(ctx: AppContext, spec: str, task: str, person: str = ""):
+    """This machine's camera (index), a stream URL or a video file through the same pipeline.
+
+    A generator: Gradio shows each annotated frame as it is yielded; the Stop button cancels it.
+    For the person at the machine (a teammate's browser camera goes through the Camera box).
+    Always the newest frame: older ones are dropped (and counted) by the capture source.
+    """
+    from capture.video import open_video
+
+    state = WebcamState()
+    deadline = time.monotonic() + ctx.settings.stream_time_limit_s
+    try:
+        with open_video((spec or "0").strip()) as source:
+            while time.monotonic() < deadline:
+                item = source.read_latest()
+                if item is None:  # end of a video file
+                    break
+                annotated, label, text, state = process_frame(ctx, item.image, task, state, person)
+                stats = source.stats()
+                yield annotated, label, f"{text}\n\ncamera {stats.capture_fps:.0f} fps · {stats.dropped} stale frames dropped"
+    except (CaptureError, OSError) as e:  # no such camera or file, or the device stopped answering
+        raise user_error(f"Local camera {spec!r}: {e}", e) from e
+    finally:
+        engines.close_quietly(state.pipeline)

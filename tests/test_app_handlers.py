@@ -35,6 +35,21 @@ def test_webcam_frames_give_tracked_predictions_review_items_and_stats(ctx):
     assert heat.shape == photo.shape and "happy" in text
 
 
+def test_local_camera_replays_a_video_file(ctx, tmp_path):
+    import cv2
+
+    path = tmp_path / "face.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (512, 512))
+    for _ in range(15):
+        writer.write(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+    writer.release()
+    outputs = list(tab_webcam.local_camera(ctx, str(path), "emotion"))
+    assert outputs and all(max(p, key=p.get) == "happy" for _, p, _ in outputs)
+    assert "fps" in outputs[-1][2]
+    with pytest.raises(gr.Error, match="not found"):
+        list(tab_webcam.local_camera(ctx, str(tmp_path / "missing.mp4"), "emotion"))
+
+
 def test_no_face_and_bad_uploads_are_clear(ctx, tmp_path):
     cat = data.chelsea()  # a cat: no human face
     _, probs, info, _ = tab_webcam.process_frame(ctx, cat, "emotion", None)
