@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -75,8 +75,11 @@ def capture_text(ctx: AppContext, speak_state: Any, typed: str, label: str, pers
     return f"Saved “{text[:60]}” as **{label}** ({sample.id}). " + counts_markdown(ctx, "text")
 
 
-def train(ctx: AppContext, task: str, split: str, epochs: float | None = None) -> tuple[str, str | None, str | None, str, str]:
-    """-> (summary, learning-curves png, reliability png, evidence markdown, new bundle path)."""
+def train(ctx: AppContext, task: str, split: str, epochs: float | None = None,
+          progress: Callable[..., Any] | None = None) -> tuple[str, str | None, str | None, str, str]:
+    """-> (summary, learning-curves png, reliability png, evidence markdown, new bundle path).
+
+    progress(fraction, desc=...) is told each stage (gr.Progress in the page)."""
     from train.bundle import load_bundle
     from train.datablocks import TaskData
     from train.fit import FitSettings
@@ -86,13 +89,17 @@ def train(ctx: AppContext, task: str, split: str, epochs: float | None = None) -
 
     if task not in TASKS:
         raise user_error(f"Choose a task among {', '.join(TASKS)}.")
+    say = progress or (lambda *a, **k: None)
+    say(0.02, desc="Reading the samples…")
     data = TaskData.from_store(ctx.samples, task)
+    say(0.1, desc=f"Training on {len(data)} {task} samples ({split}, plus the other split for the leakage check)…")
     out = ctx.bundles_dir / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
     fit = FitSettings(epochs=int(epochs)) if epochs else FitSettings()
     try:
         result = train_model(data, TrainSettings(task=task, split=split, fit=fit), out=out, plots_dir=out.with_suffix(".plots"))
     except (SplitError, StoreError, ValueError) as e:
         raise user_error(str(e), e) from e
+    say(0.95, desc="Calibrated and exported; comparing with the deployed model…")
     _save_baseline(result, Path(result.bundle))
     evidence = [f"**Validation accuracy ({result.split_name})**: {result.score}",
                 f"**Leakage check**: {result.leakage['message']}",
@@ -190,7 +197,10 @@ def build(ctx: AppContext, webcam_state: Any, speak_state: Any, person: Any) -> 
         show_counts, [task], [counts])
     text_btn.click(bind(capture_text, ctx), [speak_state, typed, label, person, session], [msg]).then(
         show_counts, [task], [counts])
-    train_btn.click(bind(train, ctx), [task, split, epochs], [summary, curves, reliability, evidence, bundle_path],
+    def run_training(t, s, e, progress=gr.Progress()):
+        return train(ctx, t, s, e, progress)
+
+    train_btn.click(run_training, [task, split, epochs], [summary, curves, reliability, evidence, bundle_path],
                     concurrency_limit=1, concurrency_id="train")
     deploy_btn.click(bind(deploy, ctx), [task, bundle_path], [deployed])
     return counts
