@@ -37,6 +37,7 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
     settings = settings or (ctx.settings if ctx is not None else AppSettings())
     ctx = ctx or AppContext(settings)
     bind = functools.partial
+    hidden = dict(api_visibility="undocumented")  # page plumbing, not part of the documented API
     stream_args = dict(
         time_limit=settings.stream_time_limit_s,
         concurrency_limit=settings.max_streams,
@@ -49,7 +50,7 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=settings.cache_delete) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         status = gr.Markdown(ctx.hub.status_markdown(), elem_id="model-status")
-        gr.Timer(2.0).tick(ctx.hub.status_markdown, None, status, queue=False, show_progress="hidden")
+        gr.Timer(2.0).tick(ctx.hub.status_markdown, None, status, queue=False, show_progress="hidden", **hidden)
         webcam_state = gr.State(None, time_to_live=3600, delete_callback=_close_state)
         speak_state = gr.State(None, time_to_live=3600, delete_callback=tab_speak.close)
         person = gr.Textbox(label="Your name (person in front of the camera / reviewer)", value="", max_lines=1,
@@ -77,6 +78,9 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
                     explain_btn = gr.Button("Explain the last frame", elem_id="explain")
                     heatmap = gr.Image(label="Grad-CAM", format="jpeg", visible=True, elem_id="heatmap")
                     explain_info = gr.Markdown()
+            # Stale frames: while the handler is busy, Gradio keeps only the newest frame the browser sent
+            # (the /stream route overwrites the waiting one), so latency cannot grow. Not trigger_mode=
+            # "always_last": with it, gradio 6.31's webcam stream delivers only its first frame.
             camera.stream(
                 bind(tab_webcam.process_frame, ctx), [camera, task, webcam_state, person],
                 [annotated, probs, vision_info, webcam_state],
@@ -85,8 +89,8 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
             )
             local_event = local_start.click(bind(tab_webcam.local_camera, ctx), [local_spec, task, person],
                                             [annotated, probs, vision_info], concurrency_limit=1,
-                                            concurrency_id="local-camera", show_progress="hidden")
-            local_stop.click(None, None, None, cancels=[local_event])
+                                            concurrency_id="local-camera", show_progress="hidden", **hidden)
+            local_stop.click(None, None, None, cancels=[local_event], **hidden)
             photo_btn.click(bind(tab_webcam.process_upload, ctx), [photo, task, person],
                             [annotated, probs, vision_info], api_name="photo")
             # one frame per call, same per-user state: what bench/load.py drives with gradio_client
@@ -96,9 +100,9 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
                             [annotated, probs, vision_info, webcam_state], api_name="webcam_frame",
                             concurrency_limit=settings.max_streams, concurrency_id="streams",
                             trigger_mode="always_last", show_progress="hidden")
-            explain_btn.click(bind(tab_webcam.explain_last, ctx), [webcam_state], [heatmap, explain_info])
+            explain_btn.click(bind(tab_webcam.explain_last, ctx), [webcam_state], [heatmap, explain_info], **hidden)
             # a model deployed from the Train tab appears in the task list when the tab is opened again
-            webcam_tab.select(lambda: gr.Dropdown(choices=tab_webcam.task_choices(ctx)), None, [task], queue=False)
+            webcam_tab.select(lambda: gr.Dropdown(choices=tab_webcam.task_choices(ctx)), None, [task], queue=False, **hidden)
 
         # --- Speak ------------------------------------------------------------------------------
         with gr.Tab("Speak", id="speak"):
@@ -124,8 +128,8 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
                 stream_every=settings.audio_stream_every_s, api_name="speak_stream", **stream_args,
             )
             mic.stop_recording(bind(tab_speak.finish, ctx), [labels, speak_state, person],
-                               [committed, partial, text_probs, speak_info, speak_state])
-            why_btn.click(bind(tab_speak.explain_last, ctx), [speak_state], [why])
+                               [committed, partial, text_probs, speak_info, speak_state], **hidden)
+            why_btn.click(bind(tab_speak.explain_last, ctx), [speak_state], [why], **hidden)
             upload_btn.click(bind(tab_speak.process_file, ctx), [upload, labels, person],
                              [committed, partial, text_probs, speak_info], api_name="transcribe")
 
@@ -189,15 +193,15 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
                 image, audio, text, p, desc, classes = tab_review.show_item(ctx, i)
                 return image, audio, text, p, desc, gr.Dropdown(choices=[""] + classes, value="")
 
-            review_refresh.click(refresh, [review_task], [review_summary, queue])
-            review_tab.select(refresh, [review_task], [review_summary, queue])
-            queue.select(pick, [queue], [item_id]).then(
-                show, [item_id], [item_image, item_audio, item_text, item_probs, item_desc, correct_label])
-            show_btn.click(show, [item_id], [item_image, item_audio, item_text, item_probs, item_desc, correct_label])
+            review_refresh.click(refresh, [review_task], [review_summary, queue], **hidden)
+            review_tab.select(refresh, [review_task], [review_summary, queue], **hidden)
+            item_outputs = [item_image, item_audio, item_text, item_probs, item_desc, correct_label]
+            queue.select(pick, [queue], [item_id], **hidden).then(show, [item_id], item_outputs, **hidden)
+            show_btn.click(show, [item_id], item_outputs, **hidden)
             confirm_btn.click(bind(tab_review.resolve, ctx), [item_id, person, correct_label], [review_msg],
-                              api_name="review_resolve").then(refresh, [review_task], [review_summary, queue])
-            skip_btn.click(bind(tab_review.skip, ctx), [item_id, person], [review_msg]).then(
-                refresh, [review_task], [review_summary, queue])
+                              api_name="review_resolve").then(refresh, [review_task], [review_summary, queue], **hidden)
+            skip_btn.click(bind(tab_review.skip, ctx), [item_id, person], [review_msg], **hidden).then(
+                refresh, [review_task], [review_summary, queue], **hidden)
 
         # --- Monitor ----------------------------------------------------------------------------
         with gr.Tab("Monitor", id="monitor") as monitor_tab:
@@ -212,10 +216,10 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
                 auto = gr.Checkbox(label="Refresh every 5 s", value=False)
             timer = gr.Timer(5.0, active=False)
             outputs = [alarm, drift_table, drift_plot, rate_plot, timing_table]
-            monitor_btn.click(bind(tab_monitor.refresh, ctx), None, outputs)
-            monitor_tab.select(bind(tab_monitor.refresh, ctx), None, outputs)
-            timer.tick(bind(tab_monitor.refresh, ctx), None, outputs, show_progress="hidden")
-            auto.change(lambda on: gr.Timer(active=on), [auto], [timer])
+            monitor_btn.click(bind(tab_monitor.refresh, ctx), None, outputs, api_name="monitor")
+            monitor_tab.select(bind(tab_monitor.refresh, ctx), None, outputs, **hidden)
+            timer.tick(bind(tab_monitor.refresh, ctx), None, outputs, show_progress="hidden", **hidden)
+            auto.change(lambda on: gr.Timer(active=on), [auto], [timer], **hidden)
 
     demo.queue(default_concurrency_limit=settings.max_concurrency, max_size=settings.queue_max_size)
     demo.livelearner_context = ctx  # for the CLI (preload) and tests

@@ -166,6 +166,7 @@ def build(ctx: AppContext, webcam_state: Any, speak_state: Any, person: Any) -> 
     import gradio as gr
 
     bind = functools.partial
+    hidden = dict(api_visibility="undocumented")
     with gr.Row():
         task = gr.Dropdown(list(TASKS), value="image", label="Task", elem_id="train-task")
         label = gr.Textbox(label="Label of the next samples", max_lines=1, elem_id="train-label")
@@ -192,15 +193,15 @@ def build(ctx: AppContext, webcam_state: Any, speak_state: Any, person: Any) -> 
     def show_counts(t):
         return counts_rows(ctx, t)
 
-    task.change(show_counts, [task], [counts])
-    cam_btn.click(bind(capture_frame, ctx), [task, webcam_state, label, person, session], [msg]).then(
-        show_counts, [task], [counts])
-    text_btn.click(bind(capture_text, ctx), [speak_state, typed, label, person, session], [msg]).then(
-        show_counts, [task], [counts])
+    task.change(show_counts, [task], [counts], **hidden)
+    cam_btn.click(bind(capture_frame, ctx), [task, webcam_state, label, person, session], [msg], **hidden).then(
+        show_counts, [task], [counts], **hidden)
+    text_btn.click(bind(capture_text, ctx), [speak_state, typed, label, person, session], [msg], **hidden).then(
+        show_counts, [task], [counts], **hidden)
     def run_training(t, s, e, progress=gr.Progress()):
         return train(ctx, t, s, e, progress)
 
     train_btn.click(run_training, [task, split, epochs], [summary, curves, reliability, evidence, bundle_path],
-                    concurrency_limit=1, concurrency_id="train")
-    deploy_btn.click(bind(deploy, ctx), [task, bundle_path], [deployed])
+                    concurrency_limit=1, concurrency_id="train", api_name="train")
+    deploy_btn.click(bind(deploy, ctx), [task, bundle_path], [deployed], api_name="deploy")
     return counts

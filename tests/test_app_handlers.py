@@ -83,6 +83,7 @@ def test_review_tab_resolves_into_a_training_sample(ctx):
         tab_review.resolve(ctx, item_id, "ravi", "sad")
 
 
+@pytest.mark.slow
 def test_questionnaire_validation_training_and_classification(ctx):
     answers = [3] * len(tab_questions.QUESTIONS)
     for bad in ("1,2,3", "1,2,3,4,5,6,7,banana", "1,2,3,4,5,6,7,9"):

@@ -11,6 +11,8 @@ from demos.handlers import AppContext, AppSettings
 from demos.review import ReviewSettings
 from models.prediction import Decision, make_prediction
 
+pytestmark = pytest.mark.slow  # loads Whisper tiny.en and MiniLM
+
 
 @pytest.fixture(scope="module")
 def ctx(tmp_path_factory):
