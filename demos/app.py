@@ -110,7 +110,8 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
                 with gr.Column():
                     mic = gr.Audio(sources=["microphone"], streaming=True, type="numpy", label="Microphone",
                                    elem_id="mic")
-                    labels = gr.Textbox(label="Classes (zero-shot, comma separated) — or deploy a text model",
+                    labels = gr.Textbox(label="Classes for zero-shot, as 'label: description' separated by commas "
+                                        "(or deploy a trained text model)",
                                         value=tab_speak.DEFAULT_LABELS, elem_id="speak-labels")
                     upload = gr.Audio(sources=["upload"], type="filepath", label="…or upload a recording",
                                       elem_id="speak-upload")

@@ -23,7 +23,10 @@ from demos.handlers import AppContext, new_session_id, user_error
 from demos.monitor import speech_rate_wps
 from models.prediction import Decision, Prediction, RoutingPolicy, make_prediction
 
-DEFAULT_LABELS = "question, greeting, complaint, thanks"
+# label: description. Zero-shot compares the sentence with the description (a bare label word
+# works less well: on MiniLM, "Can you help me with my homework?" is nearer "complaint" than "question")
+DEFAULT_LABELS = ("question: a question asking for something, greeting: a greeting saying hello, "
+                  "complaint: a complaint that something is wrong, thanks: thanking someone")
 MAX_LABELS = 20
 
 
