@@ -255,9 +255,10 @@ def drift_figure(monitor: Monitor, stats: list[str] | None = None):
         pad = max(1e-6, 1e-3 * abs(lo))  # a constant statistic still gets finite-width bins
         edges = np.linspace(lo - pad, hi + pad, 21)
         if len(ref):
-            ax.hist(ref, edges, density=True, alpha=0.5, label=f"{source} (n={len(ref)})")
+            ax.hist(ref, edges, weights=np.full(len(ref), 1 / len(ref)), alpha=0.5, label=f"{source} (n={len(ref)})")
         if len(cur):
-            ax.hist(cur, edges, density=True, alpha=0.5, label=f"recent (n={len(cur)})")
+            ax.hist(cur, edges, weights=np.full(len(cur), 1 / len(cur)), alpha=0.5, label=f"recent (n={len(cur)})")
+        ax.set_ylabel("share", fontsize=7)
         title = f"{stat}  PSI={result.psi:.2f}" if math.isfinite(result.psi) else f"{stat}  (collecting)"
         ax.set_title(("DRIFT " if result.alarm else "") + title, fontsize=9, color="red" if result.alarm else "black")
         ax.legend(fontsize=7)

@@ -165,6 +165,11 @@ def test_page_end_to_end(app, browser, artifacts_dir):
     assert ctx.samples.get(item.sample_id).label == item.label
     d.save_screenshot(str(artifacts_dir / "e2e_review.png"))
 
+    # Monitor: the webcam's input statistics are being watched
+    open_tab(d, "Monitor")
+    wait_for(lambda: "emotion/brightness" in d.page_source, "the drift table")
+    d.save_screenshot(str(artifacts_dir / "e2e_monitor.png"))
+
     # Bad input: malformed questionnaire answers -> a visible error, and the page still answers
     open_tab(d, "Questions")
     d.find_element(By.ID, "pasted").find_element(By.TAG_NAME, "textarea").send_keys("1,2,banana")
