@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="bundle folder to write")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default depends on the task)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default depends on the task)")
-    p.add_argument("--image-size", type=int, default=None, help="image side in pixels for training (default 160)")
+    p.add_argument("--image-size", type=int, default=None, help="image side in pixels for training (default 128)")
     p.add_argument("--coverage", type=float, default=0.9, help="conformal prediction-set coverage (default 0.9)")
     p.add_argument("--store", default=None, help="where to keep the imported samples (default: a temporary folder)")
     p.add_argument("--person-pattern", default=None,

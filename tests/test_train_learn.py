@@ -136,6 +136,7 @@ TOPICS = {
 }
 
 
+@pytest.mark.slow
 def test_text_learner_on_minilm_and_zero_shot(tmp_path):
     pytest.importorskip("models.embeddings")
     store = SampleStore(tmp_path / "s")

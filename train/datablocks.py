@@ -30,7 +30,7 @@ ZERO_SHOT_TEMPERATURE = 0.05  # cosine similarities are close together; divide b
 
 @dataclass(frozen=True)
 class LearnerSettings:
-    image_size_px: int = 160  # square side images are squashed to (half the compute of 224 on a laptop CPU)
+    image_size_px: int = 128  # square side images are squashed to (a third of the compute of 224 on a CPU)
     batch_size: int = 16  # images per batch (vectors use 4x this)
     augment: bool = True  # image augmentation: flips, small rotations, zoom, lighting
     flip: bool = True  # horizontal flips (turn off for hand signs where handedness matters)

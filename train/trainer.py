@@ -260,9 +260,12 @@ def open_store(data_path: str | Path, task: str, store_dir: str | Path | None = 
     store = SampleStore(store_dir or tempfile.mkdtemp(prefix="livelearner-store-"))
     if len(store.samples(task)):
         return store  # already imported into this store
+    if path.is_dir() and task != "image":
+        raise StoreError(f"{path} is a folder; for {task} data give a CSV (label,person,session + data columns) "
+                         "or a sample store folder")
     if path.is_dir():
         meta = next((path / n for n in ("samples.csv", "labels.csv") if (path / n).is_file()), None)
-        store.import_folder(path, kind="image" if task == "image" else "audio", meta_csv=meta,
+        store.import_folder(path, kind="image", meta_csv=meta,
                             person_pattern=person_pattern)
     else:
         store.import_csv(path, kind=task)
