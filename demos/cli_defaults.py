@@ -7,6 +7,9 @@ The one command per shipped model that retrains it from a data folder and reprod
     sign     DATA is a folder holding asl_other_signers/<LETTER>/*.jpg and asl_alphabet_train/<class>/*.jpg;
              both learners (hand landmarks, cropped-hand pixels) are trained cross-signer and same-signer,
              and the better cross-signer one is written to OUT
+    packaged-emotion  no training: writes the packaged mini-Xception as a bundle (no --data), so that
+             `livelearner compare` can test the project's model against it:
+             livelearner compare PACKAGED_BUNDLE OWN_BUNDLE FACE_FOLDER
 """
 from __future__ import annotations
 
@@ -19,8 +22,8 @@ from pathlib import Path
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train-default", help="retrain a shipped default model (emotion or sign) from data",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", choices=("emotion", "sign"))
-    p.add_argument("--data", required=True, type=Path, help="training data folder (see above)")
+    p.add_argument("model", choices=("emotion", "sign", "packaged-emotion"))
+    p.add_argument("--data", type=Path, help="training data folder (see above)")
     p.add_argument("--out", required=True, type=Path, help="bundle folder to write")
     p.add_argument("--eval", type=Path, default=None,
                    help="a labelled folder of NEW data to measure once at the end (never used for fitting)")
@@ -35,7 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from demos.cli import UserFacingError
 
-    if not args.data.is_dir():
+    if args.model == "packaged-emotion":
+        from train.recipes import packaged_emotion_bundle
+
+        print(f"bundle: {packaged_emotion_bundle(args.out)}")
+        return 0
+    if args.data is None or not args.data.is_dir():
         raise UserFacingError(f"{args.data} is not a folder; pass the training data folder with --data")
     if args.eval is not None and not args.eval.is_dir():
         raise UserFacingError(f"{args.eval} is not a folder; pass a labelled <label>/*.jpg folder with --eval")

@@ -43,6 +43,12 @@ SHIPPED: tuple[OwnModel, ...] = (
         "emotion",
         "Facial emotion, 7 FER2013 classes: ImageNet mobilenet_v2 fine-tuned on FER2013 (this project's own)",
     ),
+    OwnModel(
+        "livelearner-sign",
+        "sign_landmarks_mlp",
+        "sign",
+        "ASL letters A-Z from mediapipe hand landmarks (invariant features, MLP), trained on 6+ other signers",
+    ),
 )
 
 
@@ -52,6 +58,14 @@ def own_model(name: str) -> OwnModel:
         if m.name == name:
             return m
     raise KeyError(f"no shipped model called {name!r}; shipped: {', '.join(m.name for m in SHIPPED)}")
+
+
+def shipped_bundle(task: str) -> Path | None:
+    """The shipped default bundle folder for "emotion" or "sign", or None when it is not in this checkout."""
+    for m in SHIPPED:
+        if m.task == task and (m.path / "bundle.json").is_file():
+            return m.path
+    return None
 
 
 def mobilenet_v2_imagenet(pretrained: bool = True, weights_path: Path | None = None) -> nn.Module:
@@ -101,3 +115,18 @@ class FaceEmotionNet(nn.Module):
 def body_head_splitter(model: FaceEmotionNet) -> list[list[nn.Parameter]]:
     """Parameter groups for fastai: body (lower learning rate, frozen first), head."""
     return [list(model.body.parameters()), list(model.head.parameters())]
+
+
+class GreyInputAdapter(nn.Module):
+    """(B, 3 or 1, H, W) in [0, 1] -> `model` on grey scaled to [-1, 1]: the packaged mini-Xception behind the
+    bundle format's RGB input, so `livelearner compare` can pit it against the project's own model."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        if x.shape[1] == 3:
+            x = (x * LUMA_WEIGHTS.to(x.device).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
+        return self.model((x - 0.5) * 2.0)

