@@ -15,7 +15,7 @@ from train.bundle import BundleError, BundleSlot, load_bundle
 from train.calibration import ece, empirical_coverage
 from train.datablocks import LearnerSettings, TaskData
 from train.fit import FitSettings
-from train.samples import SampleStore
+from train.samples import SampleStore, StoreError
 from train.splits import SplitError
 from train.synthetic import LeakyLandmarks, ShapeImages, fill_store, leaky_landmarks, shape_images
 from train.trainer import (TrainSettings, compare_bundles, evaluate_bundle, items_of, save_zero_shot_bundle,
@@ -178,6 +178,11 @@ def test_image_transfer_learning_bundle_round_trip(tmp_path):
     np.testing.assert_allclose(probs, learner_probs, atol=0.1)
     again = load_bundle(tmp_path / "b").predict_probs(paths)
     np.testing.assert_allclose(again, probs, atol=1e-6)  # export -> load -> same predictions
+    victim = store.get(data.ids[0]).path
+    victim.write_bytes(b"corrupted after capture")
+    with pytest.raises(StoreError, match="cannot be read"):
+        train_model(TaskData.from_store(store, "image"), settings)
+    assert len(store) == len(data)
     (tmp_path / "broken.jpg").write_bytes(b"nope")
     with pytest.raises(BundleError, match="not a readable image"):
         bundle.predict_probs([tmp_path / "broken.jpg"])

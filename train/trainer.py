@@ -29,7 +29,7 @@ from train.datablocks import (ZERO_SHOT_TEMPERATURE, LearnerSettings, TaskData, 
 from train.diagnosis import Diagnosis, diagnose
 from train.evidence import Estimate, McNemarResult, accuracy, mcnemar
 from train.fit import CurveRecorder, Curves, FitSettings, fit_learner, plot_curves, valid_logits
-from train.samples import SampleStore, StoreError
+from train.samples import SampleStore, StoreError, check_image_file
 from train.splits import (MIN_PER_CLASS, LockedTestSet, Split, SplitError, SplitSpec, check_labels, grouped_split,
                           make_splits, random_split)
 
@@ -59,7 +59,8 @@ class SplitRun:
     curves: Curves
     logits: np.ndarray  # (n_valid, C) validation logits
     targets: np.ndarray  # (n_valid,) class indices
-    seconds: float
+    seconds: float  # wall-clock training time
+    cpu_s: float  # CPU time of training, all threads (on a busy machine, wall time includes waiting)
     learner: Any = None
     backend: str = ""
     input_spec: dict[str, Any] = field(default_factory=dict)
@@ -112,16 +113,19 @@ def counts_of(data: TaskData) -> dict[str, dict[str, int]]:
 
 def run_split(data: TaskData, x: Any, split: Split, classes: list[str], settings: TrainSettings) -> SplitRun:
     """Train one model on `split` and score it on its validation part."""
+    from fastai.torch_core import set_seed
+
+    set_seed(settings.seed)  # same data + settings -> same model (weights init, shuffling, augmentation)
     rec = CurveRecorder()
     learn, backend, spec = build_learner(data.task, x, data.labels, split.train_idx, split.valid_idx,
                                          settings.learner, classes, cbs=[rec])
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     curves = fit_learner(learn, data.task, settings.fit)
-    seconds = time.perf_counter() - t0
+    seconds, cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
     learn.remove_cb(rec)
     logits, targets = valid_logits(learn)
     return SplitRun(split, accuracy(logits.argmax(axis=1) == targets), curves, logits, targets, seconds,
-                    learn, backend, spec)
+                    cpu_s, learn, backend, spec)
 
 
 def _grouping(data: TaskData) -> tuple[str, list[str]] | None:
@@ -170,6 +174,8 @@ def train_model(data: TaskData, settings: TrainSettings, out: str | Path | None 
     if data.task != settings.task:
         raise SplitError(f"data is {data.task!r} but settings ask for {settings.task!r}")
     check_labels(data.labels, settings.min_per_class)
+    if data.task == "image":
+        _check_images(data)
     spec = SplitSpec.parse(settings.split, valid_frac=settings.valid_frac, seed=settings.seed)
     splits = make_splits(spec, data.labels, data.persons, data.sessions, data.times)
     classes = data.classes
@@ -215,6 +221,19 @@ def train_model(data: TaskData, settings: TrainSettings, out: str | Path | None 
     return result
 
 
+def _check_images(data: TaskData) -> None:
+    """Refuse to start training when an image file is missing or corrupt (fastai would fail mid-epoch)."""
+    bad = []
+    for sid, path in zip(data.ids, data.items):
+        try:
+            check_image_file(Path(path))
+        except (StoreError, OSError):
+            bad.append(f"{sid} ({path})")
+    if bad:
+        raise StoreError(f"{len(bad)} image(s) cannot be read: {', '.join(bad[:5])}; remove them "
+                         "(SampleStore.remove(id)) or capture them again. Nothing was changed in the store.")
+
+
 def export_bundle(result: TrainResult, settings: TrainSettings, out: str | Path) -> Path:
     final, cal = result.final, result.calibration
     card = {
@@ -226,7 +245,7 @@ def export_bundle(result: TrainResult, settings: TrainSettings, out: str | Path)
         "leakage": result.leakage, "calibration": cal.to_dict(), "diagnosis": result.diagnosis.to_dict(),
         "curves": final.curves.to_dict(), "counts": result.counts, "warnings": result.warnings,
         "n_train": int(len(final.split.train_idx)), "n_valid": int(len(final.targets)),
-        "train_seconds": final.seconds,
+        "train_seconds": final.seconds, "train_cpu_seconds": final.cpu_s,
     }
     return save_bundle(out, task=result.task, backend=final.backend, classes=result.classes, learner=final.learner,
                        temperature=cal.temperature, conformal_qhat=cal.conformal_qhat, coverage=cal.coverage,
