@@ -61,16 +61,6 @@ class ModelHub:
         self._models: dict[str, Any] = {}
         self._status: dict[str, LoadStatus] = {name: LoadStatus() for name in loaders}
         self._locks: dict[str, threading.Lock] = {name: threading.Lock() for name in loaders}
-        self._guard = threading.Lock()
-
-    def register(self, name: str, loader: Callable[[], Any]) -> None:
-        with self._guard:
-            self._loaders[name] = loader
-            self._status.setdefault(name, LoadStatus())
-            self._locks.setdefault(name, threading.Lock())
-
-    def names(self) -> list[str]:
-        return list(self._loaders)
 
     def get(self, name: str) -> Any:
         if name in self._models:
@@ -91,17 +81,6 @@ class ModelHub:
             status.state, status.seconds = "ready", time.monotonic() - status.started_s
             self._models[name] = model
             return model
-
-    def put(self, name: str, model: Any) -> None:
-        """Install or hot-swap a model (e.g. a freshly trained bundle); next `get` returns it."""
-        with self._guard:
-            self._loaders.setdefault(name, lambda: model)
-            self._locks.setdefault(name, threading.Lock())
-            self._models[name] = model
-            self._status[name] = LoadStatus("ready")
-
-    def is_ready(self, name: str) -> bool:
-        return name in self._models
 
     def status_markdown(self) -> str:
         parts = []
