@@ -58,3 +58,34 @@ def test_confidence_drift_against_validation_baseline_and_review_rate():
     fig = drift_figure(mon)
     assert any("DRIFT" in ax.get_title() for ax in fig.axes)
     review_rate_figure(mon)
+
+
+def test_model_hub_loads_once_across_threads_and_reports_failures():
+    import threading
+    import time
+
+    from demos.handlers import ModelHub
+
+    calls = []
+
+    def slow_model():
+        calls.append(1)
+        time.sleep(0.2)
+        return object()
+
+    def broken_model():
+        raise FileNotFoundError("weights missing: run livelearner models fetch")
+
+    hub = ModelHub({"slow": slow_model, "broken": broken_model})
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(hub.get("slow"))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    assert "slow: loading" in hub.status_markdown()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and all(g is got[0] for g in got)
+    with pytest.raises(FileNotFoundError):
+        hub.get("broken")
+    status = hub.status_markdown()
+    assert "slow: ready" in status and "broken: failed" in status and "models fetch" in status
