@@ -129,7 +129,9 @@ def run_model(name: str, clips: list[Clip], args: argparse.Namespace) -> dict:
     from models.transcriber import Transcriber, TranscriberSettings
 
     transcriber = Transcriber(TranscriberSettings(model=name, threads=args.threads))
-    settings = replace(StreamingSettings(), **{k: v for k, v in (("min_chunk_s", args.min_chunk_s), ("max_window_s", args.max_window_s)) if v is not None})
+    overrides = {"min_chunk_s": args.min_chunk_s, "max_window_s": args.max_window_s, "end_of_speech_s": args.end_of_speech_s,
+                 "commit_guard_s": args.commit_guard_s, "trim_min_s": args.trim_min_s}
+    settings = replace(StreamingSettings(), **{k: v for k, v in overrides.items() if v is not None})
     normalise = EnglishTextNormalizer()
     now = timer(args.clock)
     warm = load_audio(clips[0].path)[: 3 * 16000]
@@ -176,6 +178,9 @@ def run_model(name: str, clips: list[Clip], args: argparse.Namespace) -> dict:
         "committed_words": len(tally.latencies_s),
         "min_chunk_s": settings.min_chunk_s,
         "max_window_s": settings.max_window_s,
+        "end_of_speech_s": settings.end_of_speech_s,
+        "commit_guard_s": settings.commit_guard_s,
+        "trim_min_s": settings.trim_min_s,
     }
 
 
@@ -189,6 +194,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="what a process_iter call costs on the virtual clock")
     parser.add_argument("--min-chunk-s", type=float, default=None, help="override StreamingSettings.min_chunk_s")
     parser.add_argument("--max-window-s", type=float, default=None, help="override StreamingSettings.max_window_s")
+    parser.add_argument("--end-of-speech-s", type=float, default=None, help="override StreamingSettings.end_of_speech_s")
+    parser.add_argument("--commit-guard-s", type=float, default=None, help="override StreamingSettings.commit_guard_s")
+    parser.add_argument("--trim-min-s", type=float, default=None, help="override StreamingSettings.trim_min_s")
     parser.add_argument("--verbose", action="store_true", help="print reference and both transcripts per clip")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message="No CUDA GPU")

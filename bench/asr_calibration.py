@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> None:
             "flag_precision": round(float(y[test][p >= 0.5].mean()) if (p >= 0.5).any() else float("nan"), 3),
             "flag_recall": round(float((p[y[test] == 1] >= 0.5).mean()) if (y[test] == 1).any() else float("nan"), 3),
         }
-        print(f"{name.upper()}_MAP = LogisticMap(weights={w}, bias={b})")
+        print(f"{ {'correct': 'CORRECT_MAP', 'hallucinated': 'HALLUCINATION_MAP'}[name]} = LogisticMap(weights={w}, bias={b})")
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "maps.json").write_text(json.dumps(maps, indent=1))

@@ -72,9 +72,12 @@ class LogisticMap:
         return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
 
 
-# Fitted by bench/asr_calibration.py on synthetic data (see the module docstring).
-CORRECT_MAP = LogisticMap(weights=(1.5, -2.0, -1.0, 2.0, 1.0, 0.0), bias=3.0)
-HALLUCINATION_MAP = LogisticMap(weights=(-1.5, 3.0, 1.0, -2.0, -1.0, 0.0), bias=-3.0)
+# Fitted by `python -m bench.asr_calibration --n 70 --seed 0` (tiny.en, offline + streaming segments;
+# 108 examples, 74 to fit, 34 held out by clip). Held out: correct Brier 0.179 (base rate alone 0.252),
+# ECE 0.24; hallucinated Brier 0.065 (base rate 0.210), ECE 0.16, flag precision 0.90, recall 0.90.
+# Small data: treat `confidence` as a ranking with rough calibration; refit with a larger --n.
+CORRECT_MAP = LogisticMap(weights=(0.6216, -2.1027, -4.7086, 0.298, 9.767, -1.0417), bias=3.8891)
+HALLUCINATION_MAP = LogisticMap(weights=(-1.1767, 5.8849, 5.0599, -0.0892, -4.5099, 0.3706), bias=-8.5049)
 
 
 @dataclass(frozen=True)

@@ -39,13 +39,13 @@ MAX_GAP_FILL_S = 5.0  # dropped audio up to this long is replaced by silence to 
 
 @dataclass(frozen=True)
 class StreamingSettings:
-    min_chunk_s: float = 1.0  # decode again once this much new audio has arrived
+    min_chunk_s: float = 0.6  # decode again once this much new audio has arrived
     max_window_s: float = 15.0  # the buffer never holds more audio than this
     trim_min_s: float = 0.0  # cut at a committed sentence end only once the buffer is this long
     prompt_chars: int = 200  # how much earlier committed text is the decoder's prompt
     vad: str = "auto"  # voice activity detector: "silero", "energy", "auto" (silero, else energy), "off"
     commit_guard_s: float = 0.2  # never commit a word ending this close to the newest audio (it may be cut off)
-    end_of_speech_s: float = 0.6  # this much silence ends an utterance: decode once more, commit all
+    end_of_speech_s: float = 0.5  # this much silence ends an utterance: decode once more, commit all
     speech_pad_s: float = 0.3  # audio kept before speech starts (and after it ends)
 
 
@@ -124,7 +124,7 @@ class StreamingASR:
         if self._stream_end_s - self._decoded_until_s < s.min_chunk_s:
             return self._update((), (), decoded=False, compute_s=0.0)
         hyp = self._decode()
-        new = list(hyp.words)
+        new = self._heard(hyp.words)
         agreed = 0
         for a, b in zip(new, self._hypothesis):
             if _norm(a.text) != _norm(b.text) or a.end_s > self._stream_end_s - s.commit_guard_s:
@@ -191,6 +191,19 @@ class StreamingASR:
         self._decoded_until_s = self._stream_end_s
         return hyp
 
+    def _heard(self, words: tuple[Word, ...]) -> list[Word]:
+        """The hypothesis up to its first word that no audio supports.
+
+        Whisper sometimes continues past the speech, e.g. repeating the forced prefix; the aligner then
+        puts those words after the VAD's last speech, or squeezes them to zero length at the buffer end.
+        """
+        speech_until_s = self._last_speech_s + self.settings.speech_pad_s
+        for i, w in enumerate(words):
+            squeezed = w.end_s - w.start_s < 0.02 and w.end_s >= self._stream_end_s - 0.1
+            if w.start_s > speech_until_s or squeezed:
+                return list(words[:i])
+        return list(words)
+
     def _commit(self, words: list[Word], hyp: Any) -> list[Word]:
         self._committed.extend(words)
         self._buffer_words.extend(words)
@@ -250,7 +263,7 @@ class StreamingASR:
         if confirmed and len(self._audio) >= 0.1 * SAMPLE_RATE:
             hyp = self._decode()
             decoded = True
-            committed = self._commit(list(hyp.words), hyp)
+            committed = self._commit(self._heard(hyp.words), hyp)
         closed = self._close_sentences()
         if self._open_words:
             closed += (self._segment(self._open_words),)
