@@ -67,7 +67,7 @@ class Bundle:
         self.learner = learner
         self._zeroshot = zeroshot  # (C, 384) description embeddings
         self._embedder = None
-        self._lock = threading.Lock()  # torch modules are not re-entrant for the embedder lazy load
+        self._lock = threading.Lock()  # one lazy embedder load even when frames race
         self.loaded_at_s = time.time()
 
     @property
@@ -78,6 +78,11 @@ class Bundle:
     @property
     def calibrated(self) -> bool:
         return bool(self.spec.get("calibrated", self.temperature != 1.0))
+
+    def use_embedder(self, embedder: Any) -> None:
+        """Share an already loaded models.embeddings.TextEmbedder (text bundles) instead of loading one."""
+        with self._lock:
+            self._embedder = embedder
 
     # ---- inference -------------------------------------------------------------------------------
     def predict_logits(self, items: Any) -> np.ndarray:
