@@ -184,3 +184,15 @@ def test_other_sample_rates_and_clipping_still_transcribe(transcriber, spoken):
         asr.process_iter()
     text = asr.finish().committed_text
     assert overlap(text, SENTENCES[1]) >= 0.6, text
+
+
+@pytest.mark.slow
+def test_confidence_separates_speech_from_gibberish(transcriber, spoken):
+    # Reversed speech sounds like speech (the VAD lets it through) but holds no words: Whisper
+    # still writes something, and the calibrated confidence must say not to trust it.
+    clean = load(spoken(SENTENCES[0]))
+    good = transcriber.transcribe(clean).segments
+    bad = transcriber.transcribe(clean[::-1].copy()).segments
+    assert good and min(s.confidence.confidence for s in good) > 0.8
+    assert not any(s.confidence.hallucinated for s in good)
+    assert all(s.confidence.confidence < 0.5 and s.confidence.hallucinated for s in bad), [s.text for s in bad]
