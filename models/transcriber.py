@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -218,7 +219,7 @@ class Transcriber:
         if float(np.abs(audio).max()) < 1e-4:
             return Transcript("", (), self.language or "en", duration_s, 0.0, note="silence (peak below -80 dBFS)")
         t0 = time.perf_counter()
-        with _keep_torch_threads():
+        with _keep_torch_threads(), _encode_once(self.model):
             result = whisper.transcribe(
                 self.model,
                 audio,
@@ -318,6 +319,38 @@ def cut_repetition(tokens: list[int], min_ngram: int = 3) -> list[int]:
             if tokens[end - n : end] == tokens[end - 2 * n : end - n]:
                 return tokens[: end - n]
     return tokens
+
+
+_ENCODER_LOCK = threading.Lock()  # one _encode_once at a time (it swaps a method on the shared model)
+
+
+@contextmanager
+def _encode_once(model: Any) -> Iterator[None]:
+    """Within whisper's transcribe(), encode each 30 s window once instead of 2-7 times.
+
+    transcribe() runs the encoder for the decode, again for every temperature fallback, and again
+    for the word alignment, always on the same mel tensor. This memoises the last window, keyed by
+    its storage address, shape and version counter; the cached input is kept alive so its address
+    cannot be reused by other data. Removed again on exit.
+    """
+    encoder = model.encoder
+    original = encoder.forward
+    last: dict[str, Any] = {}
+
+    def forward(mel: torch.Tensor) -> torch.Tensor:
+        key = (mel.data_ptr(), tuple(mel.shape), mel.dtype, mel._version)
+        if last.get("key") == key:
+            return last["out"]
+        out = original(mel)
+        last.update(key=key, mel=mel, out=out)
+        return out
+
+    with _ENCODER_LOCK:
+        encoder.forward = forward
+        try:
+            yield
+        finally:
+            del encoder.forward  # back to AudioEncoder.forward
 
 
 @contextmanager
