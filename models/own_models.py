@@ -92,6 +92,7 @@ class FaceEmotionNet(nn.Module):
 
         super().__init__()
         self.size_px = size_px
+        self.flip_tta = False  # at inference, average with the mirrored face (set by the recipe if it helps)
         backbone = mobilenet_v2_imagenet(pretrained, weights_path)
         self.body = create_body(backbone, n_in=1, pretrained=pretrained, cut=-1)  # features only, 1280 channels
         self.head = create_head(1280, n_classes, lin_ftrs=[], ps=head_dropout)  # concat pool, BN, dropout, linear
@@ -104,7 +105,10 @@ class FaceEmotionNet(nn.Module):
         if x.shape[-1] != self.size_px or x.shape[-2] != self.size_px:
             x = F.interpolate(x, size=(self.size_px, self.size_px), mode="bilinear", align_corners=False)
         x = (x - IMAGENET_GREY_MEAN) / IMAGENET_GREY_STD
-        return self.head(self.body(x))  # (B, n_classes)
+        logits = self.head(self.body(x))  # (B, n_classes)
+        if getattr(self, "flip_tta", False) and not self.training:  # a mirrored face is the same face
+            logits = (logits + self.head(self.body(torch.flip(x, dims=[-1])))) / 2
+        return logits
 
     def __setstate__(self, state: dict) -> None:
         # Shipped exports hold float16 weights (half the file); compute runs in float32 on every device.

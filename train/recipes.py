@@ -358,8 +358,19 @@ def finish_emotion(result: dict, recipe: EmotionRecipe, log=print) -> Path:
 
     learn, classes, x, y = result["learn"], result["classes"], result["x"], result["y"]
     valid_idx, train_idx = result["valid_idx"], result["train_idx"]
-    logits = predict_logits(learn.model, x[valid_idx])  # (n_valid, C)
     yv = y[valid_idx]
+    model = learn.model
+    model.flip_tta = False
+    logits = predict_logits(model, x[valid_idx])  # (n_valid, C)
+    flipped = predict_logits(model, x[valid_idx], flip_tta=True)
+
+    def balanced_accuracy(z: np.ndarray) -> float:
+        return float(np.mean([(z[yv == k].argmax(1) == k).mean() for k in range(len(classes))]))
+
+    if balanced_accuracy(flipped) > balanced_accuracy(logits):  # chosen on validation, never on test data
+        log(f"mirror averaging helps on validation ({balanced_accuracy(logits):.3f} -> "
+            f"{balanced_accuracy(flipped):.3f} balanced accuracy): on")
+        model.flip_tta, logits = True, flipped
     balanced = balanced_resample(yv, per_class=int(np.bincount(yv).max()), seed=recipe.seed)
     report = calibrate(logits[balanced], yv[balanced], coverage=0.9)
     pred = logits.argmax(1)
@@ -381,10 +392,11 @@ def finish_emotion(result: dict, recipe: EmotionRecipe, log=print) -> Path:
         "split": f"stratified random {recipe.valid_frac:.0%} validation, seed {recipe.seed} "
                  f"({len(train_idx)} train / {len(valid_idx)} validation). FER2013 has no person ids, so a "
                  f"person may appear in both parts: validation may overstate accuracy on new people.",
+        "flip_tta": bool(model.flip_tta),
         "imbalance": f"logit-adjusted loss (tau {recipe.logit_adjust_tau}): the model's probabilities assume equal "
                      f"class priors; disgust is {counts_share(y, 1):.1%} of the training faces",
         "metrics": {"validation_accuracy": valid_acc.to_dict() | {"value": valid_acc.value},
-                    "validation_balanced_accuracy": float(np.mean(list(per_class_recall.values())))},
+                    "validation_balanced_accuracy": round(float(np.mean(list(per_class_recall.values()))), 4)},
         "validation_recall_per_class": per_class_recall,
         "calibration": report.to_dict() | {"fitted_on": "validation, each class resampled to equal count"},
         "diagnosis": diagnosis.to_dict(),
@@ -476,10 +488,22 @@ def record_evaluation(bundle_path: Path, evaluation: dict, comparison: dict | No
     (path / "card.md").write_text(render_card_md(card) + _evaluation_md(card))
 
 
+def _stage_counts(history: list[dict]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for h in history:
+        counts[h.get("stage", "fit")] = counts.get(h.get("stage", "fit"), 0) + 1
+    return counts
+
+
 def _evaluation_md(card: dict) -> str:
     ev = card.get("evaluation") or {}
     lines = ["", "## About this model", card.get("model", ""), "", f"Data: {card['data']['source']}; "
              f"{card['data']['licence']}.", f"Class imbalance: {card.get('imbalance', '')}.", "",
+             f"Calibration: {card['calibration'].get('fitted_on', 'validation')}.",
+             "Inference: " + ("logits averaged with the mirrored face (chosen on validation)."
+                              if card.get("flip_tta") else "one pass per face."),
+             f"Schedule: " + ", ".join(f"{stage} x{n}" for stage, n in
+                                       _stage_counts(card.get("history", [])).items()) + " epochs.",
              f"Training: {card['training']['fit_seconds']} s on {card['training']['hardware']}.",
              f"Reproduce: `{card['reproduce']}`"]
     if ev:

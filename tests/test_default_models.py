@@ -1,0 +1,160 @@
+"""The project's own default models: the shipped bundles load and behave on real photos, and the recipes
+that retrain them run end to end on tiny generated data (the full retraining is `livelearner train-default`)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from models.own_models import SHIPPED, own_model
+from train.recipes import EmotionRecipe, balanced_resample, retrain_emotion, stratified_split
+from train.sign_recipe import contiguous_block_split
+
+MAX_WEIGHTS_BYTES = 5 * 1024 * 1024
+
+
+def _astronaut_face_crop() -> np.ndarray:
+    """The smiling face of scikit-image's astronaut photo (a real photo), cropped the way the live pipeline does."""
+    skimage_data = pytest.importorskip("skimage.data")
+    from models.faces import FaceDetector, emotion_crops
+
+    rgb = skimage_data.astronaut()  # (512, 512, 3) uint8
+    detector = FaceDetector()
+    try:
+        boxes = detector.detect(rgb)
+    finally:
+        detector.close()
+    assert boxes, "no face found in the astronaut photo"
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    return emotion_crops(grey, boxes[:1])[0]  # (64, 64) uint8
+
+
+@pytest.mark.parametrize("model", SHIPPED, ids=lambda m: m.name)
+def test_shipped_bundle_is_small_documented_and_loads(model):
+    from train.bundle import load_bundle
+
+    files = [p for p in model.path.iterdir() if p.is_file()]
+    assert sum(p.stat().st_size for p in files if p.suffix in (".pkl", ".pt")) <= MAX_WEIGHTS_BYTES
+    card = json.loads((model.path / "card.json").read_text())
+    assert "licence" in json.dumps(card["data"]).lower()
+    assert card["reproduce"].startswith("livelearner train-default")
+    assert "Model card" in (model.path / "card.md").read_text()
+    bundle = load_bundle(model.path)
+    assert bundle.calibrated and bundle.temperature > 0
+
+
+def test_shipped_emotion_model_reads_a_real_smiling_face():
+    from train.bundle import load_bundle
+
+    bundle = load_bundle(own_model("livelearner-emotion").path)
+    face = _astronaut_face_crop()
+    rgb = cv2.cvtColor(face, cv2.COLOR_GRAY2RGB)
+    pred = bundle.predict(rgb)
+    assert pred.probs.sum() == pytest.approx(1.0, abs=1e-6)
+    assert pred.label == "happy", pred.as_label_dict()
+    # the card carries the evaluation figures with their intervals
+    card = bundle.card
+    ev = card["evaluation"]["accuracy"]
+    assert ev["low"] <= ev["value"] <= ev["high"] and ev["n"] == 655
+    # a mirrored face is the same face: the label does not change, probabilities stay close
+    mirrored = bundle.predict(rgb[:, ::-1].copy())
+    assert mirrored.label == "happy"
+    assert np.abs(mirrored.probs - pred.probs).max() < 0.25
+
+
+def test_stratified_and_balanced_indices():
+    y = np.array([0] * 90 + [1] * 10)
+    train, valid = stratified_split(y, 0.1, seed=0)
+    assert set(train).isdisjoint(valid) and len(train) + len(valid) == 100
+    assert (y[valid] == 1).sum() == 1 and (y[valid] == 0).sum() == 9
+    idx = balanced_resample(y[valid], per_class=50, seed=0)
+    assert np.bincount(y[valid][idx]).tolist() == [50, 50]
+
+
+def test_contiguous_blocks_never_interleave_frames():
+    labels = np.array(["A"] * 50 + ["B"] * 50)
+    frames = np.r_[np.arange(1, 3001, 60), np.arange(7, 3007, 60)]
+    train, valid = contiguous_block_split(labels, frames, n_blocks=5, fold=2, gap_frames=30)
+    for c in ("A", "B"):
+        v = frames[valid][labels[valid] == c]
+        t = frames[train][labels[train] == c]
+        assert len(v) == 10
+        # validation frames form one contiguous run, and no training frame lies within 30 frames of it
+        assert not ((t >= v.min() - 30) & (t <= v.max() + 30)).any()
+
+
+def _draw_face(mouth: str, rng: np.random.Generator) -> np.ndarray:
+    """A 48x48 grey cartoon face whose mouth shows the class, with random position, size and lighting."""
+    img = np.full((48, 48), int(rng.integers(20, 60)), np.uint8)
+    cx, cy, r = 24 + int(rng.integers(-3, 4)), 24 + int(rng.integers(-3, 4)), int(rng.integers(16, 21))
+    cv2.circle(img, (cx, cy), r, int(rng.integers(150, 220)), -1)
+    for dx in (-7, 7):
+        cv2.circle(img, (cx + dx, cy - 5), 2, 30, -1)
+    if mouth == "happy":
+        cv2.ellipse(img, (cx, cy + 6), (8, 5), 0, 0, 180, 20, 2)
+    elif mouth == "sad":
+        cv2.ellipse(img, (cx, cy + 11), (8, 5), 0, 180, 360, 20, 2)
+    else:  # surprise
+        cv2.circle(img, (cx, cy + 8), 4, 20, -1)
+    return img
+
+
+@pytest.mark.slow
+def test_emotion_recipe_trains_calibrates_and_exports_on_tiny_data(tmp_path, monkeypatch):
+    from models.store import ensure
+
+    weights = ensure("mobilenet_v2-imagenet")  # the real packaged backbone
+    monkeypatch.setenv("LIVELEARNER_HOME", str(tmp_path / "home"))  # decoded-data cache stays in tmp
+    rng = np.random.default_rng(0)
+    data = tmp_path / "faces"
+    for cls in ("happy", "sad", "surprise"):
+        (data / cls).mkdir(parents=True)
+        for i in range(24):
+            cv2.imwrite(str(data / cls / f"{i}.png"), _draw_face(cls, rng))
+    recipe = EmotionRecipe(data=data, out=tmp_path / "bundle", frozen_epochs=0, epochs=1, stop_after_epochs=None,
+                           anneal_epochs=0, batch_size=16,
+                           valid_frac=0.25, threads=1, backbone_weights=weights)
+    logs: list[str] = []
+    out = retrain_emotion(recipe, log=logs.append)
+
+    from train.bundle import load_bundle
+
+    bundle = load_bundle(out)
+    assert bundle.classes == ("happy", "sad", "surprise")
+    card = bundle.card
+    assert len(card["history"]) == 1 and np.isfinite(card["history"][0]["valid_loss"])
+    assert card["calibration"]["temperature"] > 0 and card["diagnosis"]["name"]
+    assert "no person ids" in card["split"]
+    assert (out / "model.pkl").stat().st_size < MAX_WEIGHTS_BYTES  # float16 export
+    faces = [cv2.cvtColor(_draw_face("happy", rng), cv2.COLOR_GRAY2RGB) for _ in range(3)]
+    probs = bundle.predict_probs(faces)
+    assert probs.shape == (3, 3) and np.allclose(probs.sum(axis=1), 1.0)
+    assert any(line.startswith("epoch 1/1") for line in logs)
+
+
+def test_shipped_sign_model_runs_on_a_hand_and_ignores_handedness():
+    from bench.synthetic import draw_hand
+    from models.hands import HandLandmarks, HandSettings
+    from models.signs import BundleSignClassifier
+    from models.store import ensure
+
+    clf = BundleSignClassifier(own_model("livelearner-sign").path)
+    assert clf.classes == tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ") and clf.calibrated
+    card = clf.bundle.card
+    assert card["new_person"] and card["comparison"]["runs"]["landmarks/cross-signer"]
+    landmarker = HandLandmarks(HandSettings(model_path=ensure("mediapipe-hand-landmarker"), video_mode=False))
+    try:
+        image = draw_hand()
+        right = landmarker.detect(image)
+        left = landmarker.detect(np.ascontiguousarray(image[:, ::-1]))
+    finally:
+        landmarker.close()
+    assert right and left, "the drawn hand was not found"
+    p_right, p_left = clf.predict_probs(right), clf.predict_probs(left)
+    assert p_right.shape == (1, 26) and p_right.sum() == pytest.approx(1.0, abs=1e-6)
+    # a left hand is mirrored onto a right one: the mirrored photo reads as the same letter
+    assert p_right.argmax() == p_left.argmax()
+    assert np.abs(p_right - p_left).max() < 0.15
