@@ -40,6 +40,7 @@ import numpy as np
 from models.asr_confidence import logprob_from_words
 from models.transcriber import SAMPLE_RATE, SENTENCE_END, Segment, Transcriber, Word, make_segment, prepare_audio
 
+MIN_SPEECH_TO_DECODE_S = 0.25  # less speech than this (VAD) in the buffer is not decoded at a flush
 MAX_GAP_FILL_S = 5.0  # dropped audio up to this long is replaced by silence to keep times absolute
 
 
@@ -139,6 +140,7 @@ class StreamingASR:
         committed = self._commit(new[:agreed], hyp)
         self._hypothesis = new[agreed:]
         closed = self._close_sentences()
+        self._cut_at_sentence_end()
         committed += self._bound_buffer(hyp)
         return self._update(tuple(committed), closed, decoded=True, compute_s=hyp.compute_s)
 
@@ -184,6 +186,7 @@ class StreamingASR:
         self._buffer_words: list[Word] = []  # committed words inside the buffer: the decoder prefix
         self._hypothesis: list[Word] = []  # uncommitted words of the latest decode
         self._open_words: list[tuple[Word, float]] = []  # committed, not yet in a Segment; (word, no_speech_prob)
+        self._pending_cut: Word | None = None  # a committed sentence end to cut the buffer after
 
     def _decode(self) -> Any:
         if self._language is None:
@@ -210,6 +213,19 @@ class StreamingASR:
                 return list(words[:i])
         return list(words)
 
+    def _without_made_up_tail(self, words: list[Word], hyp: Any) -> list[Word]:
+        """At a flush, drop the words after the last sentence end if they alone look hallucinated.
+
+        With nothing after them to confirm or correct them, a stray word at the end of an utterance
+        ("... surpassed. Last") would otherwise be committed unchecked.
+        """
+        ends = [i for i, w in enumerate(words) if w.text.rstrip().endswith(SENTENCE_END)]
+        tail = words[ends[-1] + 1 :] if ends else words
+        if not tail:
+            return words
+        segment = self._segment([(w, hyp.no_speech_prob) for w in tail])
+        return words[: len(words) - len(tail)] if segment.confidence.hallucinated else words
+
     def _commit(self, words: list[Word], hyp: Any) -> list[Word]:
         self._committed.extend(words)
         self._buffer_words.extend(words)
@@ -228,8 +244,21 @@ class StreamingASR:
         last_word = self._open_words[ends[-1]][0]
         self._open_words = self._open_words[ends[-1] + 1 :]
         if self.buffer_s >= self.settings.trim_min_s:
-            self._cut_after(last_word)
+            self._pending_cut = last_word
         return tuple(segments)
+
+    def _cut_at_sentence_end(self) -> None:
+        """Cut after the last committed sentence once a later word shows where the next one starts.
+
+        Whisper's word end times are often early; cutting at one could leave the tail of that word
+        at the start of the new buffer, where it would be decoded again as a made-up word.
+        """
+        word = self._pending_cut
+        following = [w for w in self._hypothesis if word is not None and w.start_s >= word.end_s - 0.05]
+        if word is None or not following:
+            return
+        self._pending_cut = None
+        self._cut_after(word, cut_s=(max(word.end_s, min(following[0].start_s, word.end_s + 0.3)) + following[0].start_s) / 2)
 
     def _bound_buffer(self, hyp: Any) -> list[Word]:
         """Keep the buffer under max_window_s; commits the hypothesis if nothing was agreed in it."""
@@ -245,13 +274,13 @@ class StreamingASR:
             self._cut_audio(self._stream_end_s - self.settings.max_window_s)
         return forced
 
-    def _cut_after(self, word: Word) -> None:
-        """Drop audio up to the end of `word` (a committed word) and the committed words before it."""
-        following = [w for w in self._hypothesis if w.start_s >= word.end_s]
-        cut_s = min(word.end_s, following[0].start_s) if following else word.end_s
+    def _cut_after(self, word: Word, cut_s: float | None = None) -> None:
+        """Drop the committed words up to `word` and the audio up to cut_s (default: the word's end)."""
         index = next((i for i, w in enumerate(self._buffer_words) if w is word), len(self._buffer_words) - 1)
         self._buffer_words = self._buffer_words[index + 1 :]
-        self._cut_audio(cut_s)
+        if self._pending_cut is not None and self._pending_cut not in self._buffer_words:
+            self._pending_cut = None
+        self._cut_audio(word.end_s if cut_s is None else cut_s)
 
     def _cut_audio(self, cut_s: float) -> None:
         drop = int(round((cut_s - self._buffer_start_s) * SAMPLE_RATE))
@@ -266,16 +295,20 @@ class StreamingASR:
         committed: list[Word] = []
         decoded = False
         confirmed = self.vad is None or self._heard_speech or self._committed_in_utterance()
-        if confirmed and len(self._audio) >= 0.1 * SAMPLE_RATE:
+        # After a cut at a committed sentence end, the buffer may hold only silence and the last
+        # few ms of that sentence: decoding it would invent a word.
+        speech_left_s = self._last_speech_s - self._buffer_start_s if self.vad is not None else self.buffer_s
+        if confirmed and speech_left_s >= MIN_SPEECH_TO_DECODE_S and len(self._audio) >= 0.1 * SAMPLE_RATE:
             hyp = self._decode()
             decoded = True
-            committed = self._commit(self._heard(hyp.words), hyp)
+            committed = self._commit(self._without_made_up_tail(self._heard(hyp.words), hyp), hyp)
         closed = self._close_sentences()
         if self._open_words:
             closed += (self._segment(self._open_words),)
             self._open_words = []
         self._hypothesis = []
         self._buffer_words = []
+        self._pending_cut = None
         self._in_speech = self._heard_speech = False
         self._cut_audio(self._stream_end_s - self.settings.speech_pad_s)
         self._decoded_until_s = self._stream_end_s

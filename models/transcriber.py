@@ -295,7 +295,8 @@ class Transcriber:
             fp16=self.fp16,
         )
         result = _FeaturesDecodingTask(self.model, options).run(features)[0]
-        new_tokens = cut_repetition([t for t in result.tokens if t < tokenizer.eot])
+        context = prefix[-64:]  # a loop may repeat the committed text itself
+        new_tokens = cut_repetition(context + [t for t in result.tokens if t < tokenizer.eot], keep=len(context))[len(context) :]
         full_text = tokenizer.decode(prefix + new_tokens)
         compression = whisper.utils.compression_ratio(full_text) if full_text.strip() else 0.0
         silent = _whisper_silence(result.no_speech_prob, result.avg_logprob)
@@ -312,12 +313,16 @@ class Transcriber:
         )
 
 
-def cut_repetition(tokens: list[int], min_ngram: int = 3) -> list[int]:
-    """Cut a greedy-decoding loop: stop before the first n-gram (n >= min_ngram) repeated back to back."""
-    for end in range(2 * min_ngram, len(tokens) + 1):
+def cut_repetition(tokens: list[int], min_ngram: int = 3, keep: int = 0) -> list[int]:
+    """Cut a greedy-decoding loop: stop before the first n-gram (n >= min_ngram) repeated back to back.
+
+    keep: the first `keep` tokens are context already accepted (the committed prefix): a repeat that
+    ends inside them is left alone, and they are never cut.
+    """
+    for end in range(max(2 * min_ngram, keep + 1), len(tokens) + 1):
         for n in range(min_ngram, end // 2 + 1):
             if tokens[end - n : end] == tokens[end - 2 * n : end - n]:
-                return tokens[: end - n]
+                return tokens[: max(keep, end - n)]
     return tokens
 
 
