@@ -28,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--eval", type=Path, default=None,
                    help="a labelled folder of NEW data to measure once at the end (never used for fitting)")
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (e.g. for a quick try)")
+    p.add_argument("--full-cycle", action="store_true",
+                   help="emotion: run the whole one-cycle schedule of --epochs (no early stop, no second anneal), "
+                        "the plan for a machine with free cores or a GPU")
     p.add_argument("--limit-per-class", type=int, default=None,
                    help="emotion: train on at most this many faces per class (a quick try, not the shipped model)")
     p.add_argument("--threads", type=int, default=None,
@@ -71,6 +74,8 @@ def _emotion(args: argparse.Namespace, log) -> Path:
 
     data = args.data / "fer2013_train" if (args.data / "fer2013_train").is_dir() else args.data
     kw = {"epochs": args.epochs} if args.epochs else {}
+    if args.full_cycle:
+        kw.update(stop_after_epochs=None, anneal_epochs=0)
     recipe = EmotionRecipe(data=data, out=args.out, limit_per_class=args.limit_per_class, threads=args.threads, **kw)
     out = retrain_emotion(recipe, log=log)
     if args.eval is not None:
