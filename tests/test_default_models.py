@@ -158,3 +158,28 @@ def test_shipped_sign_model_runs_on_a_hand_and_ignores_handedness():
     # a left hand is mirrored onto a right one: the mirrored photo reads as the same letter
     assert p_right.argmax() == p_left.argmax()
     assert np.abs(p_right - p_left).max() < 0.15
+
+
+def test_landmark_learner_of_the_sign_recipe_trains_and_scores_per_detection(tmp_path):
+    """The sign recipe's landmark path on generated hands: 3 letters, 2 signers, some photos with no hand."""
+    from train.sign_recipe import HandSet, SignRecipe, _fit_and_bundle, score_on
+
+    rng = np.random.default_rng(0)
+    centres = {c: rng.normal(size=63).astype(np.float32) for c in "ABC"}
+    labels = np.array([c for c in "ABC" for _ in range(40)])
+    groups = np.array(["p1", "p2"] * 60)
+    feats = np.stack([centres[c] + 0.3 * rng.normal(size=63).astype(np.float32) for c in labels])
+    feats[1::10] = np.nan  # 12 of signer p2's 60 photos: no hand found
+    hs = HandSet([tmp_path / f"{i}.jpg" for i in range(120)], labels, groups, feats, np.zeros((120, 4), np.int32),
+                 [tmp_path / f"{i}.png" for i in range(120)])
+    train_idx, valid_idx = np.flatnonzero((groups == "p1") & hs.found), np.flatnonzero((groups == "p2") & hs.found)
+    recipe = SignRecipe(data=tmp_path, out=tmp_path / "out", landmark_epochs=8)
+    bundle, valid, _ = _fit_and_bundle("landmarks", hs, train_idx, valid_idx, ["A", "B", "C"], recipe,
+                                       tmp_path / "bundle", {"setting": "test"})
+    assert valid["accuracy"]["value"] > 0.9
+    card = json.loads((bundle / "card.json").read_text())
+    assert len(card["curves"]["train_loss"]) == 8 and np.isfinite(card["curves"]["train_loss"]).all()
+    scores = score_on(bundle, "landmarks", hs.subset(groups == "p2"))
+    assert scores["detection_rate"]["value"] == pytest.approx(0.8)
+    # photos without a hand count as wrong over all images, and are left out of the detected-hands figure
+    assert scores["accuracy_all"]["value"] == pytest.approx(0.8 * scores["accuracy_detected"]["value"])

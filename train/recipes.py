@@ -169,7 +169,8 @@ def face_dataloaders(x: np.ndarray, y: np.ndarray, train_idx: np.ndarray, valid_
     augment = aug_transforms(do_flip=True, flip_vert=False, max_rotate=recipe.max_rotate_deg,
                              max_zoom=recipe.max_zoom, max_lighting=recipe.max_lighting, max_warp=0.1,
                              p_affine=0.75, p_lighting=0.75, pad_mode="border")
-    train_dl = TfmdDL(_ArrayImages(x[train_idx], y[train_idx]), bs=recipe.batch_size, shuffle=True,
+    bs = min(recipe.batch_size, len(train_idx))  # drop_last would leave no batch at all on tiny data
+    train_dl = TfmdDL(_ArrayImages(x[train_idx], y[train_idx]), bs=bs, shuffle=True,
                       drop_last=True, after_batch=[IntToFloatTensor(), *augment], device="cpu", num_workers=0)
     valid_dl = TfmdDL(_ArrayImages(x[valid_idx], y[valid_idx]), bs=recipe.batch_size * 2, shuffle=False,
                       after_batch=[IntToFloatTensor(), *augment], device="cpu", num_workers=0)
