@@ -72,6 +72,16 @@ def _norm(word: str) -> str:
     return re.sub(r"[^\w']", "", word.lower())
 
 
+def _echoes(new: tuple[Word, ...] | list[Word], committed: list[Word], min_words: int = 4) -> bool:
+    """True if `new` (4+ words) mostly repeats the words just committed: a decoding loop, not speech."""
+    if len(new) < min_words or len(committed) < min_words:
+        return False
+    recent = [_norm(w.text) for w in committed[-2 * len(new) :]]
+    head = [_norm(w.text) for w in new[:3]]
+    starts_a_repeat = any(recent[i : i + 3] == head for i in range(len(recent) - 2))
+    return starts_a_repeat and sum(1 for w in new if _norm(w.text) in recent) >= 0.7 * len(new)
+
+
 class StreamingASR:
     """The streaming processor (see the module docstring). Not thread-safe: one caller."""
 
@@ -203,14 +213,20 @@ class StreamingASR:
     def _heard(self, words: tuple[Word, ...]) -> list[Word]:
         """The hypothesis up to its first word that no audio supports.
 
-        Whisper sometimes continues past the speech, e.g. repeating the forced prefix; the aligner then
-        puts those words after the VAD's last speech, or squeezes them to zero length at the buffer end.
+        Whisper sometimes continues past the speech, often repeating the forced prefix; the aligner then
+        puts those words after the VAD's last speech, squeezes them to zero length at the buffer end, or
+        overlaps them with words already committed. An echo of the committed text is dropped too.
         """
         speech_until_s = self._last_speech_s + self.settings.speech_pad_s
+        committed_end_s = self._buffer_words[-1].end_s if self._buffer_words else -1.0
+        zero = [w.end_s - w.start_s < 0.02 for w in words] + [True]
         for i, w in enumerate(words):
-            squeezed = w.end_s - w.start_s < 0.02 and w.end_s >= self._stream_end_s - 0.1
-            if w.start_s > speech_until_s or squeezed:
-                return list(words[:i])
+            squeezed = zero[i] and (zero[i + 1] or w.end_s >= self._stream_end_s - 0.1)
+            if w.start_s > speech_until_s or squeezed or w.end_s <= committed_end_s:
+                words = words[:i]
+                break
+        if _echoes(words, self._committed):
+            return []
         return list(words)
 
     def _without_made_up_tail(self, words: list[Word], hyp: Any) -> list[Word]:
@@ -297,7 +313,8 @@ class StreamingASR:
         confirmed = self.vad is None or self._heard_speech or self._committed_in_utterance()
         # After a cut at a committed sentence end, the buffer may hold only silence and the last
         # few ms of that sentence: decoding it would invent a word.
-        speech_left_s = self._last_speech_s - self._buffer_start_s if self.vad is not None else self.buffer_s
+        heard_from_s = max([self._buffer_start_s] + [w.end_s for w in self._buffer_words])
+        speech_left_s = self._last_speech_s - heard_from_s if self.vad is not None else self.buffer_s
         if confirmed and speech_left_s >= MIN_SPEECH_TO_DECODE_S and len(self._audio) >= 0.1 * SAMPLE_RATE:
             hyp = self._decode()
             decoded = True
