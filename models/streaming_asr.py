@@ -214,15 +214,14 @@ class StreamingASR:
         """The hypothesis up to its first word that no audio supports.
 
         Whisper sometimes continues past the speech, often repeating the forced prefix; the aligner then
-        puts those words after the VAD's last speech, squeezes them to zero length at the buffer end, or
-        overlaps them with words already committed. An echo of the committed text is dropped too.
+        puts those words after the VAD's last speech or squeezes them to zero length. An echo of the
+        committed text is dropped too.
         """
         speech_until_s = self._last_speech_s + self.settings.speech_pad_s
-        committed_end_s = self._buffer_words[-1].end_s if self._buffer_words else -1.0
         zero = [w.end_s - w.start_s < 0.02 for w in words] + [True]
         for i, w in enumerate(words):
             squeezed = zero[i] and (zero[i + 1] or w.end_s >= self._stream_end_s - 0.1)
-            if w.start_s > speech_until_s or squeezed or w.end_s <= committed_end_s:
+            if w.start_s > speech_until_s or squeezed:
                 words = words[:i]
                 break
         if _echoes(words, self._committed):
