@@ -24,6 +24,7 @@ import numpy as np
 
 from models.faces import CropSettings, FaceBox, FaceDetector, FaceDetectorSettings, crop_square, emotion_crop_box, \
     emotion_crops
+from models.device import small_cpu_threads
 from models.prediction import Decision, Prediction, make_prediction
 from models.tracking import IouTracker, TrackerSettings
 
@@ -107,7 +108,7 @@ class EmotionPipelineSettings:
     tracker: TrackerSettings = field(default_factory=TrackerSettings)
     model_path: Path | None = None  # emotion_model.hdf5; None: the model store's
     temperature: float = 1.0  # fit on held-out faces; 1.0 = the packaged model as it is
-    torch_threads: int | None = 1  # one thread is fastest for this small model beside mediapipe on 2 cores
+    torch_threads: int | None = field(default_factory=small_cpu_threads)  # process-wide; see small_cpu_threads
 
 
 class EmotionPipeline:

@@ -17,7 +17,6 @@ Two decoding paths share one loaded model:
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 import warnings
@@ -35,7 +34,7 @@ from whisper.decoding import DecodingOptions, DecodingTask
 from whisper.timing import find_alignment, merge_punctuations
 
 from models.asr_confidence import AsrConfidence, SegmentSignals, score_segment
-from models.device import placement
+from models.device import placement, small_cpu_threads
 
 SAMPLE_RATE = 16_000  # Hz: what Whisper's feature extractor expects
 HOP_LENGTH = 160  # samples per mel frame (10 ms)
@@ -188,7 +187,7 @@ class Transcriber:
     def __init__(self, settings: TranscriberSettings = TranscriberSettings(), model: Any = None):
         self.settings = settings
         self.placement = placement()
-        threads = settings.threads or (1 if (os.cpu_count() or 1) <= 2 else None)
+        threads = settings.threads or small_cpu_threads()
         if threads:
             torch.set_num_threads(threads)
         self.model = model if model is not None else _load_model(settings.model, str(self.placement.device))
