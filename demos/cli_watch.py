@@ -1,7 +1,7 @@
 """`livelearner watch`: live vision with the overlay, from a camera, a video file or a stream.
 
     livelearner watch                                   # camera 0, facial emotion, in a window
-    livelearner watch --task sign                       # sign letters (packaged MLP; weak, see models.signs)
+    livelearner watch --task sign                       # sign letters (the project's landmark MLP; sign:packaged for the packaged one)
     livelearner watch --task sign:path/to/bundle        # the team's own landmarks model
     livelearner watch --task bears.pkl --region frame   # any fastai-exported image classifier
     livelearner watch --source clip.mp4 --out annotated.mp4 --fast   # every frame, as fast as possible

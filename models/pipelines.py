@@ -147,7 +147,7 @@ class EmotionPipeline:
 
 @dataclass(frozen=True)
 class SignPipelineSettings:
-    model: str | None = None  # landmarks bundle folder; None or "packaged": the packaged MLP (weak)
+    model: str | None = None  # landmarks bundle folder; None: the shipped default; "packaged": the packaged MLP (weak)
     hands: Any = None  # models.hands.HandSettings; None: defaults
     tracker: TrackerSettings = field(default_factory=TrackerSettings)
     edge_to_review: bool = True  # a hand partly outside the frame is never auto-accepted

@@ -80,10 +80,10 @@ def test_packaged_mlp_port_matches_numpy_keras_and_warns():
 
 
 def test_sign_pipeline_on_a_drawn_hand_edge_and_no_hand():
-    from models.pipelines import SignPipeline
+    from models.pipelines import SignPipeline, SignPipelineSettings
 
-    with pytest.warns(UserWarning):
-        pipe = SignPipeline()
+    with pytest.warns(UserWarning):  # the packaged MLP warns that it is weak on new people
+        pipe = SignPipeline(SignPipelineSettings(model="packaged"))
     image = draw_hand()
     preds = []
     for i in range(4):  # VIDEO mode: consecutive frames, tracked
@@ -147,3 +147,19 @@ def test_a_team_landmarks_bundle_plugs_into_the_sign_pipeline(landmarker, tmp_pa
     with pytest.raises(ValueError, match="landmarks"):
         BundleSignClassifier(bundle)
     pipe.close()
+
+
+def test_default_sign_pipeline_uses_the_shipped_landmark_model():
+    from models.own_models import shipped_bundle
+    from models.pipelines import build_pipeline
+
+    pipe = build_pipeline("sign")
+    try:
+        assert shipped_bundle("sign") is not None
+        assert type(pipe.classifier).__name__ == "BundleSignClassifier"
+        preds = []
+        for i in range(3):
+            preds = pipe.process(draw_hand(), 20.0 + i / 30)
+        assert len(preds) == 1 and preds[0].calibrated and preds[0].prediction_set is not None
+    finally:
+        pipe.close()
