@@ -167,7 +167,7 @@ def load_sign_classifier(name_or_path: str | Path | None = None) -> SignClassifi
     Why the shipped model is the default: on 1,559 photos of six people neither model was validated
     on (traindata/asl_other_signers), the packaged MLP reads 0.587 [0.559, 0.615] of found hands with
     ECE 0.356 (overconfident), while the shipped MLP, trained with those signers grouped, reads 0.850
-    [0.798, 0.890] of found hands on held-out signers. See models/weights/sign_landmarks_mlp/card.md.
+    [0.798, 0.890] of found hands on signers held out of its training (its validation signers). See models/weights/sign_landmarks_mlp/card.md.
     """
     if name_or_path is None:
         from models.own_models import shipped_bundle
