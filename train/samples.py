@@ -300,13 +300,7 @@ class SampleStore:
         if kind not in ("landmarks", "text", "tabular"):
             raise StoreError(f"import_csv handles landmarks, text or tabular, not {kind!r}; use import_folder")
         path = Path(csv_path)
-        try:
-            with open(path, newline="", encoding="utf-8") as f:
-                rows = list(csv.DictReader(f))
-        except (OSError, UnicodeDecodeError, csv.Error) as e:
-            raise StoreError(f"cannot read {path} as a UTF-8 CSV: {e}") from e
-        if not rows or "label" not in rows[0]:
-            raise StoreError(f"{path} needs a header row with a 'label' column and at least one data row")
+        rows = _read_csv_rows(path, "label", "a header row with a 'label' column and at least one data row")
         reserved = {"label", "session", "captured_at", "id", *PERSON_COLUMNS}
         features = [c for c in rows[0] if c not in reserved]
         if kind == "text" and "text" not in features:
@@ -411,14 +405,21 @@ class _Batch:
         return sid
 
 
-def _read_meta_csv(path: Path, folder: Path) -> dict[str, dict[str, str]]:
+def _read_csv_rows(path: Path, required_column: str, needs: str) -> list[dict[str, str]]:
+    """All rows of a UTF-8 CSV as dicts; a StoreError saying what `path` needs when unreadable or
+    without `required_column`."""
     try:
         with open(path, newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise StoreError(f"cannot read {path} as a UTF-8 CSV: {e}") from e
-    if not rows or "path" not in rows[0]:
-        raise StoreError(f"{path} needs a header with a 'path' column (relative to {folder})")
+    if not rows or required_column not in rows[0]:
+        raise StoreError(f"{path} needs {needs}")
+    return rows
+
+
+def _read_meta_csv(path: Path, folder: Path) -> dict[str, dict[str, str]]:
+    rows = _read_csv_rows(path, "path", f"a header with a 'path' column (relative to {folder})")
     return {Path(r["path"]).as_posix(): r for r in rows if r.get("path")}
 
 
