@@ -64,7 +64,7 @@ def _image_store(data: Path | None, root: Path, n_train: int, n_held: int, seed:
 
 
 def _held_out_figures(bundle_path: Path, held: TaskData, temperature: float, qhat: float) -> dict[str, float]:
-    from train.bundle import load_bundle
+    from models.bundle import load_bundle
     from train.trainer import items_of
 
     bundle = load_bundle(bundle_path)

@@ -57,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _errors():
-    from train.bundle import BundleError
+    from models.bundle import BundleError
     from train.samples import StoreError
     from train.splits import SplitError
 
@@ -103,7 +103,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from train.bundle import load_bundle
+    from models.bundle import load_bundle
     from train.trainer import evaluate_bundle, evaluate_locked_test, open_store
 
     try:
@@ -130,7 +130,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from train.bundle import load_bundle
+    from models.bundle import load_bundle
     from train.trainer import compare_bundles
 
     try:

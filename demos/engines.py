@@ -150,8 +150,8 @@ _zero_shot_cache: dict[tuple[tuple[str, str], ...], Any] = {}
 
 
 def zero_shot_classifier(ctx: "AppContext", descriptions: dict[str, str]) -> Any:
-    """An in-memory zero-shot text bundle (train.bundle backend "zeroshot") for the typed classes."""
-    from train.bundle import Bundle
+    """An in-memory zero-shot text bundle (models.bundle backend "zeroshot") for the typed classes."""
+    from models.bundle import Bundle
     from train.datablocks import ZERO_SHOT_TEMPERATURE
 
     key = tuple(descriptions.items())

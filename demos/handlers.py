@@ -127,7 +127,7 @@ class AppContext:
         self.bundles_dir = data_dir / "bundles"
         self.bundles_dir.mkdir(exist_ok=True)
         self.hub = hub if hub is not None else ModelHub(engines.loaders(settings))
-        self._slots: dict[str, Any] = {}  # task -> train.bundle.BundleSlot of the deployed team model
+        self._slots: dict[str, Any] = {}  # task -> models.bundle.BundleSlot of the deployed team model
         self._deploy_lock = threading.Lock()
         self._load_deployed()
         # recover resolutions that did not reach the sample store (crash between the two writes)
@@ -140,7 +140,7 @@ class AppContext:
         return self.bundles_dir / "deployed.json"
 
     def _load_deployed(self) -> None:
-        from train.bundle import BundleSlot
+        from models.bundle import BundleSlot
 
         if not self._deployed_file.exists():
             return
@@ -159,7 +159,7 @@ class AppContext:
 
     def deploy(self, task: str, path: Path) -> None:
         """Load the bundle at `path` and make it live (frames in flight finish on the old one)."""
-        from train.bundle import BundleSlot
+        from models.bundle import BundleSlot
 
         with self._deploy_lock:
             slot = self._slots.get(task) or BundleSlot()

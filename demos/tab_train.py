@@ -80,7 +80,7 @@ def train(ctx: AppContext, task: str, split: str, epochs: float | None = None,
     """-> (summary, learning-curves png, reliability png, evidence markdown, new bundle path).
 
     progress(fraction, desc=...) is told each stage (gr.Progress in the page)."""
-    from train.bundle import load_bundle
+    from models.bundle import load_bundle
     from train.datablocks import TaskData
     from train.fit import FitSettings
     from train.samples import StoreError

@@ -216,10 +216,10 @@ class LearnerPipelineSettings:
 
 
 class _BundleImageHead:
-    """An image bundle (train.bundle) behind the same face as ImageLearner."""
+    """An image bundle (models.bundle) behind the same face as ImageLearner."""
 
     def __init__(self, path: Path, expected: tuple[str, ...] | None) -> None:
-        from train.bundle import load_bundle
+        from models.bundle import load_bundle
 
         self.bundle = load_bundle(path)
         if self.bundle.task != "image":

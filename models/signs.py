@@ -7,7 +7,7 @@ Two kinds:
   *pixels* (int(x*W), int(y*H), int(z*W)) of one webcam, so its output depends on where the hand is
   in the frame, how far from the camera, the camera's resolution, and which hand is used.
 - `BundleSignClassifier`: any "landmarks" bundle trained by the team from its own captured samples
-  (train/bundle.py) -- the real default. Its items are `models.hands.landmark_features` vectors
+  (models/bundle.py) -- the real default. Its items are `models.hands.landmark_features` vectors
   (position, scale and handedness invariant) unless bundle.json says otherwise in
   input.features ("hand_invariant_v1", the default, or "mediapipe_normalized": the 21 x (x, y, z)
   landmarks as mediapipe gives them, flattened).
@@ -118,11 +118,11 @@ def _read_dense_layers(path: Path) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 class BundleSignClassifier:
-    """A team-trained "landmarks" bundle (train.bundle) applied to hands."""
+    """A team-trained "landmarks" bundle (models.bundle) applied to hands."""
 
     def __init__(self, bundle_or_path: Any) -> None:
         if isinstance(bundle_or_path, (str, Path)):
-            from train.bundle import load_bundle
+            from models.bundle import load_bundle
 
             bundle_or_path = load_bundle(bundle_or_path)
         bundle = bundle_or_path

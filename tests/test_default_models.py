@@ -34,7 +34,7 @@ def _astronaut_face_crop() -> np.ndarray:
 
 @pytest.mark.parametrize("model", SHIPPED, ids=lambda m: m.name)
 def test_shipped_bundle_is_small_documented_and_loads(model):
-    from train.bundle import load_bundle
+    from models.bundle import load_bundle
 
     files = [p for p in model.path.iterdir() if p.is_file()]
     assert sum(p.stat().st_size for p in files if p.suffix in (".pkl", ".pt")) <= MAX_WEIGHTS_BYTES
@@ -47,7 +47,7 @@ def test_shipped_bundle_is_small_documented_and_loads(model):
 
 
 def test_shipped_emotion_model_reads_a_real_smiling_face():
-    from train.bundle import load_bundle
+    from models.bundle import load_bundle
 
     bundle = load_bundle(own_model("livelearner-emotion").path)
     face = _astronaut_face_crop()
@@ -120,7 +120,7 @@ def test_emotion_recipe_trains_calibrates_and_exports_on_tiny_data(tmp_path, mon
     logs: list[str] = []
     out = retrain_emotion(recipe, log=logs.append)
 
-    from train.bundle import load_bundle
+    from models.bundle import load_bundle
 
     bundle = load_bundle(out)
     assert bundle.classes == ("happy", "sad", "surprise")

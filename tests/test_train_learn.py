@@ -11,7 +11,7 @@ import pytest
 
 from demos.cli import main as cli_main
 from models.prediction import Prediction, softmax
-from train.bundle import BundleError, BundleSlot, load_bundle
+from models.bundle import BundleError, BundleSlot, load_bundle
 from train.calibration import ece, empirical_coverage
 from train.datablocks import LearnerSettings, TaskData
 from train.fit import FitSettings

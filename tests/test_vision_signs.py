@@ -110,7 +110,9 @@ def test_a_team_landmarks_bundle_plugs_into_the_sign_pipeline(landmarker, tmp_pa
     from models.hands import landmark_features
     from models.pipelines import build_pipeline
 
-    train_bundle = pytest.importorskip("train.bundle")
+    from models.bundle import load_bundle
+    from train.bundle_writer import save_bundle
+
     datablocks = pytest.importorskip("train.datablocks")
     feats, labels = [], []
     for spread, label in ((0.6, "closed"), (2.2, "spread")):
@@ -129,8 +131,8 @@ def test_a_team_landmarks_bundle_plugs_into_the_sign_pipeline(landmarker, tmp_pa
     import fastai.callback.progress  # noqa: F401 - adds Learner.no_bar
     with learn.no_bar(), learn.no_logging():
         learn.fit(8, lr=3e-3)
-    out = train_bundle.save_bundle(tmp_path / "signs", task="landmarks", backend=backend,
-                                   classes=list(learn.dls.vocab), learner=learn, input_spec=spec)
+    out = save_bundle(tmp_path / "signs", task="landmarks", backend=backend,
+                      classes=list(learn.dls.vocab), learner=learn, input_spec=spec)
     pipe = build_pipeline(f"sign:{out}")
     for spread, expected in ((0.6, "closed"), (2.2, "spread")):
         image = draw_hand(cx=340, scale=0.95, spread=spread, seed=9)
@@ -142,7 +144,7 @@ def test_a_team_landmarks_bundle_plugs_into_the_sign_pipeline(landmarker, tmp_pa
     # a whole-image model is refused by the sign pipeline with a clear message
     from models.signs import BundleSignClassifier
 
-    bundle = train_bundle.load_bundle(out)
+    bundle = load_bundle(out)
     bundle.task = "image"
     with pytest.raises(ValueError, match="landmarks"):
         BundleSignClassifier(bundle)

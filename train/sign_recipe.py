@@ -190,7 +190,7 @@ def _fit_and_bundle(kind: str, hs: HandSet, train_idx: np.ndarray, valid_idx: np
     import torch
 
     from models.prediction import RoutingPolicy, softmax
-    from train.bundle import save_bundle
+    from train.bundle_writer import save_bundle
     from train.calibration import calibrate, reliability_diagram
     from train.datablocks import LearnerSettings, build_learner
     from train.diagnosis import diagnose
@@ -241,7 +241,7 @@ def _fit_and_bundle(kind: str, hs: HandSet, train_idx: np.ndarray, valid_idx: np
 def score_on(bundle_path: Path, kind: str, hs: HandSet) -> dict:
     """Accuracy of a bundle on a test HandSet: over all images (no hand found = wrong for landmarks), over
     the images where a hand was found, and the detection rate; each with a Wilson 95% interval."""
-    from train.bundle import load_bundle
+    from models.bundle import load_bundle
     from train.calibration import ece
     from train.evidence import accuracy, wilson_interval
 
@@ -326,7 +326,7 @@ def ship_sign(recipe: SignRecipe, figures: dict, log=print) -> Path:
     its card extended with the whole comparison."""
     import shutil
 
-    from train.bundle import render_card_md
+    from train.bundle_writer import render_card_md
 
     runs = figures["runs"]
     # The live pipeline classifies only frames where the landmarker found a hand (and the pixel learner needs

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from models.prediction import RoutingPolicy, softmax
-from train.bundle import Bundle, BundleError, save_bundle
+from models.bundle import Bundle, BundleError
+from train.bundle_writer import save_bundle
 from train.calibration import CalibrationReport, calibrate, ece, empirical_coverage, reliability_diagram
 from train.datablocks import (ZERO_SHOT_TEMPERATURE, LearnerSettings, TaskData, answers_frame, build_learner,
                               featurize, zero_shot_embeddings)
