@@ -97,7 +97,7 @@ def run_fast(pipeline, frames: list[np.ndarray]) -> tuple[dict[str, float], Coun
 
 def run_realtime(pipeline, frames: list[np.ndarray], fps: float = CAMERA_FPS) -> dict[str, float]:
     """A camera thread submits a frame every 1/fps s; the LiveLoop drops what it cannot keep up with."""
-    from models.live import LiveLoop
+    from demos.live_loop import LiveLoop
 
     latencies: list[float] = []
     loop = LiveLoop(pipeline, on_result=lambda r: latencies.append(r.end_to_end_ms))

@@ -1,12 +1,12 @@
 """Voice activity: where in a 16 kHz stream someone is speaking.
 
-The silero VAD model (ONNX, via `models.store.ensure("silero-vad")`, run with onnxruntime) scores
-each 32 ms frame; an energy detector with an adaptive noise floor stands in (with a warning) when
+The silero VAD model (an ONNX file whose path the caller gives: `models.vad_model.load_vad` fetches it
+from the model store; run with onnxruntime) scores each 32 ms frame; an energy detector with an adaptive noise floor stands in (with a warning) when
 the model is not available. The same hysteresis turns either score into speech segments, silero's
 way: speech starts when a frame scores above `threshold`, ends after `min_silence_s` below
 `threshold - 0.15`, and segments shorter than `min_speech_s` are dropped.
 
-    vad = VoiceActivityDetector()
+    vad = VoiceActivityDetector(VadSettings(model_path=SILERO_ONNX))   # or models.vad_model.load_vad()
     vad.segments(samples)            # whole array -> [SpeechSegment(start_s, end_s), ...]
     for chunk in source:             # streaming: finished segments as they end
         for seg in vad.push(chunk): ...
@@ -39,7 +39,7 @@ class VadSettings:
     min_silence_s: float = 0.25  # a pause this long ends a segment
     speech_pad_s: float = 0.03  # widen each segment by this on both sides
     energy_margin_db: float = 15.0  # energy fallback: frames this far above the noise floor are speech
-    model_path: Path | None = None  # silero ONNX file (None: from the model store)
+    model_path: Path | None = None  # silero ONNX file (None: none given; "auto" then uses the energy detector)
 
 
 @dataclass(frozen=True)
@@ -114,11 +114,10 @@ class EnergyScorer:
 
 
 def _silero_path(settings: VadSettings) -> Path:
-    if settings.model_path is not None:
-        return Path(settings.model_path)
-    from models.store import ensure  # local: the store may fetch (pip download) on first use
-
-    return ensure("silero-vad")
+    if settings.model_path is None:
+        # Capture never fetches models: the caller gives the file (models.vad_model.load_vad does).
+        raise CaptureError("no silero VAD model file given (VadSettings.model_path)")
+    return Path(settings.model_path)
 
 
 class VoiceActivityDetector:
@@ -136,8 +135,9 @@ class VoiceActivityDetector:
                 self.scorer = SileroScorer(_silero_path(settings))
             except Exception as e:  # noqa: BLE001 - any failure to get the model falls back (auto) or explains
                 if settings.backend == "silero":
-                    raise CaptureError(f"silero VAD is not available ({e}). Run `livelearner models fetch "
-                                       "silero-vad` or use VadSettings(backend='energy').") from e
+                    raise CaptureError(f"silero VAD is not available ({e}). Build the detector with "
+                                       "models.vad_model.load_vad (it fetches the model: `livelearner models fetch "
+                                       "silero-vad`) or use VadSettings(backend='energy').") from e
                 warnings.warn(f"silero VAD unavailable ({type(e).__name__}: {e}); using the energy-based "
                               "detector, which mistakes loud noise for speech.", stacklevel=2)
                 self.scorer = EnergyScorer(settings.energy_margin_db)

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from capture import CaptureError, VideoSettings, open_video
     from demos.cli import UserFacingError
     from demos.cli_capture import has_display
-    from models.live import LiveLoop
+    from demos.live_loop import LiveLoop
     from models.pipelines import build_pipeline
 
     if args.smoothing < 1:

@@ -45,9 +45,9 @@ def loaders(settings: "AppSettings") -> dict[str, Callable[[], Any]]:
         return Transcriber(TranscriberSettings(model=settings.asr_model))
 
     def text_embedder() -> Any:
-        from models.embeddings import TextEmbedder
+        from models.embeddings import load_text_embedder
 
-        return TextEmbedder()
+        return load_text_embedder()
 
     return {"emotion": emotion, "sign": sign, "asr": asr, "text-embedder": text_embedder}
 

@@ -129,9 +129,9 @@ class Bundle:
     def _embed(self, texts: list[str]) -> np.ndarray:
         with self._lock:
             if self._embedder is None:
-                from models.embeddings import TextEmbedder
+                from models.embeddings import load_text_embedder
 
-                self._embedder = TextEmbedder()
+                self._embedder = load_text_embedder()
         return np.asarray(self._embedder.encode(texts), dtype=np.float32)  # (N, 384)
 
     def _image_batch(self, items: Sequence[Any]):

@@ -2,10 +2,13 @@
 
 Same recipe as sentence-transformers' model card: token embeddings of the last layer, mean over the
 real (non-padding) tokens, then L2 normalisation, so cosine similarity is a dot product.
+
+    embedder = load_text_embedder()          # the store's MiniLM (fetched once), or settings.model_path
+    embedder.encode(["a text", ...])         # (N, 384) float32
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,24 +19,36 @@ EMBEDDING_DIM = 384
 
 @dataclass(frozen=True)
 class EmbedderSettings:
-    model_path: Path | None = None  # folder of the sentence-transformers model; None: the store's
+    model_path: Path | None = None  # folder of the sentence-transformers model; None: load_text_embedder uses the store's
     max_tokens: int = 256  # longer texts are truncated (the model was trained with 256)
     batch_size: int = 32  # texts per forward pass
     device: str | None = None  # None: models.device.placement()
 
 
-class TextEmbedder:
-    """`TextEmbedder().encode(["a text", ...]) -> (N, 384) float32`, each row of unit length."""
+def load_text_embedder(settings: EmbedderSettings = EmbedderSettings()) -> "TextEmbedder":
+    """A TextEmbedder of `settings.model_path`, or of the store's MiniLM (fetched on first use)."""
+    from models import store
 
-    def __init__(self, settings: EmbedderSettings = EmbedderSettings()) -> None:
+    path = settings.model_path or store.ensure(STORE_NAME)
+    return TextEmbedder(replace(settings, model_path=Path(path)))
+
+
+class TextEmbedder:
+    """`TextEmbedder(EmbedderSettings(model_path=FOLDER)).encode(["a text", ...]) -> (N, 384) float32`, each row
+    of unit length. It reads the folder it is given and fetches nothing (`load_text_embedder` does)."""
+
+    def __init__(self, settings: EmbedderSettings) -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
         from models import store
         from models.device import placement
 
+        if settings.model_path is None:
+            raise ValueError("TextEmbedder needs EmbedderSettings.model_path; models.embeddings.load_text_embedder "
+                             "finds the store's model")
         self.settings = settings
-        path = settings.model_path or store.ensure(STORE_NAME)
+        path = settings.model_path
         self.device = torch.device(settings.device) if settings.device else placement().device
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)

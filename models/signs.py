@@ -170,7 +170,7 @@ def load_sign_classifier(name_or_path: str | Path | None = None) -> SignClassifi
     [0.798, 0.890] of found hands on signers held out of its training (its validation signers). See models/weights/sign_landmarks_mlp/card.md.
     """
     if name_or_path is None:
-        from models.own_models import shipped_bundle
+        from models.shipped import shipped_bundle
 
         shipped = shipped_bundle("sign")
         return BundleSignClassifier(shipped) if shipped is not None else PackagedLetterMLP()

@@ -316,7 +316,7 @@ def _convert_folder(e: ModelEntry, files: dict[str, Path], out: Path, progress: 
 
 def _convert_whisper(e: ModelEntry, files: dict[str, Path], out: Path, progress: bool) -> None:
     """Join model.bin parts (in registry order), then CTranslate2 → openai-whisper checkpoint."""
-    from models import whisper_convert
+    from models import ct2_whisper
 
     parts = [p for rel, p in files.items() if "model.bin" in rel]
     config = next((p for rel, p in files.items() if rel.endswith("config.json")), None)
@@ -329,7 +329,7 @@ def _convert_whisper(e: ModelEntry, files: dict[str, Path], out: Path, progress:
                     shutil.copyfileobj(src, dst, _CHUNK_BYTES)
                 part.unlink()
     with _bar(1, f"convert {e.name}", progress, unit="model") as bar:
-        whisper_convert.convert(model_bin, config, out)
+        ct2_whisper.convert(model_bin, config, out)
         bar.update(1)
     model_bin.unlink(missing_ok=True)
 

@@ -30,14 +30,25 @@ def torch_home(tmp_path, monkeypatch) -> Path:
     return tmp_path / "torch"
 
 
-def test_weights_land_where_torchvision_looks(torch_home):
-    path = backbone.install_weights(progress=False)
-    assert path == torch_home / "hub" / "checkpoints" / "mobilenet_v2-b0353104.pth"
-    assert Path(backbone.WEIGHTS.url).name == path.name
-    assert store.sha256_of(path) == store.entry(backbone.STORE_NAME).artefact_sha256
-    # torchvision's own builder now finds the file (the download is refused by the fixture)
-    model = torchvision.models.mobilenet_v2(weights="IMAGENET1K_V1")
+def test_weights_load_from_the_store_file_without_touching_the_environment(torch_home, monkeypatch):
+    import os
+
+    monkeypatch.delenv("TORCH_HOME")
+    model = backbone.mobilenet_v2(weights="IMAGENET1K_V1")
     assert model.classifier[1].out_features == 1000
+    assert "TORCH_HOME" not in os.environ  # no process-wide setting changed
+    assert not torch_home.exists()  # nothing copied into a torch hub cache
+    reference = torch.load(store.ensure(backbone.STORE_NAME), map_location="cpu", weights_only=True)
+    assert torch.equal(model.features[0][0].weight, reference["features.0.0.weight"])
+
+
+def test_importing_the_backbone_registers_nothing_with_fastai():
+    import subprocess
+    import sys
+
+    code = ("import models.backbone as b; from fastai.vision.learner import model_meta; "
+            "assert b.mobilenet_v2 not in model_meta; b.register_with_fastai(); assert b.mobilenet_v2 in model_meta")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parent.parent)
 
 
 def test_mobilenet_v2_ranks_the_cat_photo_among_cats(torch_home):
@@ -69,6 +80,7 @@ def test_fastai_vision_learner_uses_the_store_weights_offline(torch_home, tmp_pa
         splitter=lambda items: (list(range(0, len(items), 2)), list(range(1, len(items), 2))),
         item_tfms=Resize(64),
     ).dataloaders(items, bs=4, num_workers=0)
+    backbone.register_with_fastai()
     learn = vision_learner(dls, backbone.mobilenet_v2, pretrained=True)
 
     reference = backbone.mobilenet_v2(weights="IMAGENET1K_V1").features

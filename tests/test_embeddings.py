@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.embeddings import EMBEDDING_DIM, EmbedderSettings, TextEmbedder
+from models.embeddings import EMBEDDING_DIM, EmbedderSettings, TextEmbedder, load_text_embedder
 
 
 @pytest.fixture(scope="module")
 def embedder() -> TextEmbedder:
-    return TextEmbedder(EmbedderSettings(device="cpu"))
+    return load_text_embedder(EmbedderSettings(device="cpu"))
 
 
 def test_shape_dtype_and_unit_length(embedder):
@@ -33,7 +33,7 @@ def test_similar_sentences_are_closer_than_unrelated_ones(embedder):
 def test_batches_give_the_same_vectors_as_one_at_a_time(embedder):
     texts = [f"sentence number {i} about {topic}" for i, topic in enumerate(["dogs", "rain", "maths", "music"])]
     together = embedder.encode(texts)
-    small = TextEmbedder(EmbedderSettings(device="cpu", batch_size=1))
+    small = load_text_embedder(EmbedderSettings(device="cpu", batch_size=1))
     assert np.allclose(together, small.encode(texts), atol=1e-5)
 
 

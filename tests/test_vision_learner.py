@@ -38,7 +38,7 @@ def test_exported_learner_runs_in_the_live_loop_like_learn_predict(shapes_pkl):
     from fastai.learner import load_learner
     from fastai.vision.core import PILImage
 
-    from models.live import LiveLoop
+    from demos.live_loop import LiveLoop
     from models.pipelines import LearnerPipeline, LearnerPipelineSettings
 
     pipe = LearnerPipeline(LearnerPipelineSettings(model=str(shapes_pkl), region="frame"))

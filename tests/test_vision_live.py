@@ -49,7 +49,7 @@ def _feed(loop, frame: np.ndarray, fps: float, seconds: float) -> None:
 
 
 def test_slow_model_drops_frames_instead_of_growing_latency(emotion):
-    from models.live import LiveLoop
+    from demos.live_loop import LiveLoop
 
     frame = cv2.resize(skimage_data.astronaut(), (640, 480))
     delay_s = 0.1  # the model now manages ~9 fps against a 30 fps camera
@@ -71,7 +71,7 @@ def test_slow_model_drops_frames_instead_of_growing_latency(emotion):
 
 
 def test_fast_model_processes_every_frame_at_camera_rate(emotion):
-    from models.live import LiveLoop
+    from demos.live_loop import LiveLoop
 
     frame = cv2.resize(skimage_data.astronaut(), (640, 480))
     with LiveLoop(emotion) as loop:
@@ -84,7 +84,7 @@ def test_fast_model_processes_every_frame_at_camera_rate(emotion):
 
 
 def test_bad_frames_are_counted_and_the_loop_keeps_running(emotion):
-    from models.live import LiveLoop
+    from demos.live_loop import LiveLoop
 
     frame = cv2.resize(skimage_data.astronaut(), (640, 480))
     with LiveLoop(emotion) as loop:

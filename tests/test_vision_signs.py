@@ -152,7 +152,7 @@ def test_a_team_landmarks_bundle_plugs_into_the_sign_pipeline(landmarker, tmp_pa
 
 
 def test_default_sign_pipeline_uses_the_shipped_landmark_model():
-    from models.own_models import shipped_bundle
+    from models.shipped import shipped_bundle
     from models.pipelines import build_pipeline
 
     pipe = build_pipeline("sign")

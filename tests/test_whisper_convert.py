@@ -11,7 +11,8 @@ import torch
 import whisper
 
 from models.store import StoreError, ensure, status
-from models.whisper_convert import CT2FormatError, load_whisper, read_ct2
+from models.ct2_whisper import CT2FormatError, read_ct2
+from models.whisper_convert import load_whisper
 
 
 def words(text: str) -> list[str]:
@@ -116,7 +117,7 @@ def test_reader_keeps_shapes_dtypes_and_resolves_aliases(tmp_path):
 
 
 def test_quantized_models_are_refused_not_silently_broken(tmp_path):
-    from models.whisper_convert import convert_state
+    from models.ct2_whisper import convert_state
 
     with pytest.raises(CT2FormatError, match="quantized"):
         convert_state({"encoder/layer_0/ffn/linear_0/weight": np.zeros((2, 2), np.int8),

