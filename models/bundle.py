@@ -2,19 +2,24 @@
 
 A bundle is a folder:
 
-    bundle.json   {"format": 1, "task": "image"|"landmarks"|"text"|"tabular", "backend": ...,
-                   "classes": [...], "temperature": T, "conformal_qhat": q|null, "coverage": 0.9|null,
-                   "policy": {"accept_at": 0.9, "abstain_below": null}, "input": {...task-specific...}}
-    model.pkl     fastai `learn.export()` (absent for zero-shot text bundles)
-    zeroshot.npz  zero-shot text only: description embeddings (C, 384) and the descriptions
-    card.json     model card (split used, metrics with intervals, calibration, diagnosis, counts)
-    card.md       the same, for people; plus learning_curves.png / reliability.png when trained
+    bundle.json        {"format": 2, "task": "image"|"landmarks"|"text"|"tabular", "backend": ...,
+                        "classes": [...], "temperature": T, "conformal_qhat": q|null, "coverage": 0.9|null,
+                        "policy": {"accept_at": 0.9, "abstain_below": null}, "input": {...task-specific...},
+                        "arch": {"name": ..., sizes} (models.architectures), "tabular": {...} (tabular only:
+                        preprocessing state, models.tabular_inputs)}
+    model.safetensors  tensors only: the network's weights (zero-shot text: "embeddings" (C, 384))
+    card.json          model card (split used, metrics with intervals, calibration, diagnosis, counts)
+    card.md            the same, for people; plus learning_curves.png / reliability.png when trained
+
+Loading a format-2 bundle runs no code from the bundle: the architecture is built here by name and
+filled with tensors. Format 1 (a fastai `learn.export()` model.pkl) is a Python pickle, which runs code
+when loaded; it loads only with `trust_pickle=True` (the CLI's --trust-pickle).
 
 Backends ("backend" in bundle.json) and the items `predict_probs` takes:
     vision    image: list of (H, W, 3) uint8 RGB arrays or image paths; resized (squash) to
               input.size and normalised with input.mean/std, exactly as in training validation
     vector    landmarks: (N, D) float array or list of (D,) vectors (normalisation is inside the model);
-              text: list[str], embedded with models.embeddings.TextEmbedder first (or an (N, 384)
+              text: list[str], embedded with models.embeddings (MiniLM) first (or an (N, 384)
               array of such embeddings)
     zeroshot  text: list[str]; logits = cosine similarity to each class description
     tabular   tabular: list of {question: answer} dicts or a pandas DataFrame
@@ -36,21 +41,41 @@ import numpy as np
 
 from models.prediction import Prediction, RoutingPolicy, make_prediction, softmax
 
-BUNDLE_FORMAT = 1
+BUNDLE_FORMAT = 2  # what train.bundle_writer writes
+READABLE_FORMATS = (1, 2)  # 1: fastai pickle (trust_pickle only)
+WEIGHTS_FILE = "model.safetensors"
+PICKLE_FILE = "model.pkl"  # format 1
 TASKS = ("image", "landmarks", "text", "tabular")
 BACKENDS = ("vision", "vector", "zeroshot", "tabular")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+MAX_IMAGE_PIXELS = 50_000_000  # width x height refused above this before decoding (a 12 MP photo is 12e6)
 
 
 class BundleError(ValueError):
     """The folder is not a usable bundle; the message says what to do."""
 
 
-class Bundle:
-    """A loaded model bundle. Read-only after loading, so threads may share it."""
+class UntrustedPickleError(BundleError):
+    """A pickle was refused because the caller did not say it trusts the file (nothing was loaded)."""
 
-    def __init__(self, root: Path, spec: dict[str, Any], learner: Any = None, zeroshot: np.ndarray | None = None):
+
+def pickle_refusal(path: str | os.PathLike) -> UntrustedPickleError:
+    """The error for a pickle loaded without trust: why it is refused and how to load it anyway."""
+    return UntrustedPickleError(
+        f"{path} is a Python pickle (a fastai export), which can run code when loaded; only load it if you "
+        "trust who made it; pass --trust-pickle (CLI) to load it")
+
+
+class Bundle:
+    """A loaded model bundle. Read-only after loading, so threads may share it.
+
+    model: the network (eval mode) for the vision, vector and tabular backends; zeroshot: (C, 384) class
+    description embeddings; tabular: the answers' preprocessing (tabular backend).
+    """
+
+    def __init__(self, root: Path, spec: dict[str, Any], model: Any = None, zeroshot: np.ndarray | None = None,
+                 tabular: Any = None):
         self.root = root
         self.spec = spec
         self.task: str = spec["task"]
@@ -62,7 +87,8 @@ class Bundle:
         pol = spec.get("policy") or {}
         self.policy = RoutingPolicy(accept_at=float(pol.get("accept_at", 0.9)), abstain_below=pol.get("abstain_below"))
         self.input: dict[str, Any] = spec.get("input", {})
-        self.learner = learner
+        self.model = model
+        self.tabular = tabular  # models.tabular_inputs.TabularInputs
         self._zeroshot = zeroshot  # (C, 384) description embeddings
         self._embedder = None
         self._lock = threading.Lock()  # one lazy embedder load even when frames race
@@ -91,20 +117,24 @@ class Bundle:
             emb = self._embed(list(items))  # (N, 384), L2-normalised
             return emb.astype(np.float64) @ self._zeroshot.T.astype(np.float64)  # (N, C) cosine similarities
         if self.backend == "tabular":
-            return _tabular_logits(self.learner, items)
-        if self.backend == "vision":
-            x = self._image_batch(items)  # (N, 3, H, W) float32 normalised
+            from models.tabular_inputs import TabularInputError
+
+            try:
+                x: Any = self.tabular.tensors(items)  # ((N, n_cat) int64, (N, n_cont) float32)
+            except TabularInputError as e:
+                raise BundleError(str(e)) from e
+        elif self.backend == "vision":
+            x = (self._image_batch(items),)  # (N, 3, H, W) float32 normalised
         elif self.task == "text" and not _is_numeric(items):
-            x = torch.from_numpy(self._embed(list(items)))  # (N, 384)
+            x = (torch.from_numpy(self._embed(list(items))),)  # (N, 384)
         else:
-            x = torch.as_tensor(np.asarray(items, dtype=np.float32).reshape(len(items), -1))
+            v = torch.as_tensor(np.asarray(items, dtype=np.float32).reshape(len(items), -1))  # (N, D)
             dim = self.input.get("dim")
-            if dim is not None and x.shape[1] != dim:
-                raise BundleError(f"this {self.task} model takes {dim} numbers per item, got {x.shape[1]}")
-        model = self.learner.model
-        model.eval()
+            if dim is not None and v.shape[1] != dim:
+                raise BundleError(f"this {self.task} model takes {dim} numbers per item, got {v.shape[1]}")
+            x = (v,)
         with torch.inference_mode():
-            return model(x).double().numpy()
+            return self.model(*x).double().numpy()
 
     def predict_probs(self, items: Any) -> np.ndarray:
         """Calibrated probabilities, (N, C) float64, rows sum to 1."""
@@ -121,9 +151,6 @@ class Bundle:
         meta.setdefault("latency_ms", latency_ms)
         return [make_prediction(self.classes, p, policy=self.policy, conformal_qhat=self.conformal_qhat,
                                 coverage=self.coverage, calibrated=self.calibrated, **meta) for p in probs]
-
-    def predict(self, item: Any, **meta: Any) -> Prediction:
-        return self.predictions([item], **meta)[0]
 
     # ---- helpers ---------------------------------------------------------------------------------
     def _embed(self, texts: list[str]) -> np.ndarray:
@@ -161,73 +188,134 @@ def _is_numeric(items: Any) -> bool:
 
 
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
-    """(H, W, 3) uint8 RGB from an image file (decoded by PIL, as fastai does); a clear error if it is not one."""
+    """(H, W, 3) uint8 RGB from an image file (decoded by PIL, as fastai does); a clear error if it is not
+    one, or if its header declares more than MAX_IMAGE_PIXELS (checked before any pixel is decoded)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with Image.open(path) as im:  # reads the header only
+            width, height = im.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise BundleError(f"{path} declares {width}x{height} pixels ({width * height / 1e6:.0f} megapixels); "
+                                  f"images above {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels are refused: resize it first")
             return np.asarray(im.convert("RGB"))
+    except Image.DecompressionBombError as e:
+        raise BundleError(f"{path} declares too many pixels to decode safely ({e}); resize it first") from e
     except (OSError, UnidentifiedImageError, ValueError) as e:
+        if isinstance(e, BundleError):
+            raise
         raise BundleError(f"{path} is not a readable image (corrupt or not an image)") from e
 
 
-def _tabular_logits(learner: Any, items: Any) -> np.ndarray:
-    import pandas as pd
-    import torch
-    from fastai.callback.progress import ProgressCallback  # noqa: F401  (adds Learner.no_bar)
+def load_bundle(path: str | os.PathLike, *, trust_pickle: bool = False) -> Bundle:
+    """Load a bundle folder (a new object each call: swap by reference for hot reload).
 
-    df = items if isinstance(items, pd.DataFrame) else pd.DataFrame(list(items))
-    for col in learner.dls.cont_names:
-        if col not in df:
-            raise BundleError(f"the answers lack the question {col!r} this model was trained on")
-        df[col] = pd.to_numeric(df[col], errors="coerce")
-    for col in learner.dls.cat_names:
-        if col.endswith("_na"):
-            continue
-        if col not in df:
-            raise BundleError(f"the answers lack the question {col!r} this model was trained on")
-        df[col] = df[col].astype(str)
-    dl = learner.dls.test_dl(df)
-    with learner.no_bar(), learner.no_logging():
-        logits, _ = learner.get_preds(dl=dl, act=lambda t: t)
-    return torch.as_tensor(logits).double().numpy()
-
-
-def load_bundle(path: str | os.PathLike) -> Bundle:
-    """Load a bundle folder (a new object each call: swap by reference for hot reload)."""
+    trust_pickle: allow a format-1 bundle (fastai pickle, which can run code when loaded); without it
+    such a bundle raises UntrustedPickleError before anything is read from the pickle.
+    """
     root = Path(path)
+    if root.is_file():
+        if _looks_like_pickle(root):
+            if not trust_pickle:
+                raise pickle_refusal(root)
+            raise BundleError(f"{root} is a single fastai export, not a bundle folder; run an image model with "
+                              f"`livelearner watch --task {root} --trust-pickle`, or train a bundle")
+        raise BundleError(f"{root} is a file, not a model bundle folder; give the folder `livelearner train` wrote")
     spec_path = root / "bundle.json"
     if not spec_path.is_file():
         raise BundleError(f"{root} is not a model bundle (no bundle.json); train one with `livelearner train`")
     try:
         spec = json.loads(spec_path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BundleError(f"{spec_path} is not valid JSON; re-export the bundle") from e
-    if spec.get("format") != BUNDLE_FORMAT:
-        raise BundleError(f"{root}: bundle format {spec.get('format')!r}, this version reads {BUNDLE_FORMAT}")
-    if spec.get("backend") not in BACKENDS or not spec.get("classes"):
-        raise BundleError(f"{spec_path} lacks a known backend or its classes; re-export the bundle")
-    learner, zs = None, None
+    if not isinstance(spec, dict) or spec.get("format") not in READABLE_FORMATS:
+        found = spec.get("format") if isinstance(spec, dict) else None
+        raise BundleError(f"{root}: bundle format {found!r}, this version reads {list(READABLE_FORMATS)}")
+    if spec.get("backend") not in BACKENDS or spec.get("task") not in TASKS or not spec.get("classes"):
+        raise BundleError(f"{spec_path} lacks a known task, backend or its classes; re-export the bundle")
+    if spec["format"] == 1:
+        return _load_format1(root, spec, trust_pickle)
+    return _load_format2(root, spec)
+
+
+def _load_format2(root: Path, spec: dict[str, Any]) -> Bundle:
+    from models.architectures import ArchitectureError, build_model, load_weights
+    from models.tabular_inputs import TabularInputError, TabularInputs
+
+    tensors = _read_tensors(root / WEIGHTS_FILE)
     if spec["backend"] == "zeroshot":
-        zs = np.load(root / "zeroshot.npz")["embeddings"].astype(np.float32)  # (C, 384)
-    else:
-        learner = _load_learner(root / "model.pkl")
-    return Bundle(root, spec, learner, zs)
+        if "embeddings" not in tensors:
+            raise BundleError(f"{root / WEIGHTS_FILE} lacks the class description embeddings; re-export the bundle")
+        return Bundle(root, spec, zeroshot=tensors["embeddings"].float().numpy())  # (C, 384)
+    if not isinstance(spec.get("arch"), dict):
+        raise BundleError(f"{root / 'bundle.json'} names no architecture (\"arch\"); re-export the bundle")
+    try:
+        model = load_weights(build_model(spec["arch"]), tensors, str(root / WEIGHTS_FILE))
+        tabular = TabularInputs.from_spec(spec.get("tabular") or {}) if spec["backend"] == "tabular" else None
+    except (ArchitectureError, TabularInputError) as e:
+        raise BundleError(f"{root}: {e}") from e
+    return Bundle(root, spec, model, tabular=tabular)
 
 
-def _load_learner(path: Path) -> Any:
-    from fastai.learner import load_learner
+def _read_tensors(path: Path) -> dict[str, Any]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
 
     if not path.is_file():
         raise BundleError(f"{path} is missing; re-export the bundle")
     try:
+        return load_file(path, device="cpu")
+    except (SafetensorError, OSError, ValueError) as e:
+        raise BundleError(f"{path} is not a readable safetensors file ({e}); re-export the bundle") from e
+
+
+def _load_format1(root: Path, spec: dict[str, Any], trust_pickle: bool) -> Bundle:
+    """A format-1 bundle: fastai pickle (trusted only), or zero-shot embeddings in an .npz (no pickle)."""
+    if spec["backend"] == "zeroshot":
+        try:
+            with np.load(root / "zeroshot.npz", allow_pickle=False) as z:
+                return Bundle(root, spec, zeroshot=z["embeddings"].astype(np.float32))  # (C, 384)
+        except (OSError, KeyError, ValueError) as e:
+            raise BundleError(f"{root / 'zeroshot.npz'} is missing or unreadable; re-export the bundle") from e
+    path = root / PICKLE_FILE
+    if not path.is_file():
+        raise BundleError(f"{path} is missing; re-export the bundle")
+    if not trust_pickle:
+        raise pickle_refusal(path)
+    learner = _load_trusted_learner(path)
+    tabular = None
+    if spec["backend"] == "tabular":
+        from models.tabular_inputs import TabularInputs
+
+        tabular = TabularInputs.from_dls(learner.dls)
+    return Bundle(root, spec, learner.model.eval(), tabular=tabular)
+
+
+def _load_trusted_learner(path: Path) -> Any:
+    from fastai.learner import load_learner
+
+    try:
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*insecure pickle.*")
+            warnings.filterwarnings("ignore", message=".*(insecure|pickle|weights_only).*")
             learner = load_learner(path, cpu=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing to the user
-        raise BundleError(f"{path} is not a loadable fastai export ({type(e).__name__}: {e}); re-export it") from e
-    learner.model.eval()
+        raise BundleError(f"{path} could not be read as a fastai export ({type(e).__name__}: {e}); it is damaged "
+                          "or not a `learn.export()` file: export it again") from e
+    if not hasattr(learner, "model") or not hasattr(learner, "dls"):
+        raise BundleError(f"{path} holds a {type(learner).__name__}, not a fastai Learner; export it again")
     return learner
+
+
+def _looks_like_pickle(path: Path) -> bool:
+    """A .pkl/.pickle/.pt/.pth name, a pickle's protocol byte, or torch's zip container."""
+    if path.suffix.lower() in (".pkl", ".pickle", ".pt", ".pth"):
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+    except OSError:
+        return False
+    return head[:1] == b"\x80" or head == b"PK"
 
 
 class BundleSlot:
@@ -242,10 +330,10 @@ class BundleSlot:
     def current(self) -> Bundle | None:
         return self._bundle
 
-    def swap(self, path: str | os.PathLike) -> Bundle | None:
+    def swap(self, path: str | os.PathLike, *, trust_pickle: bool = False) -> Bundle | None:
         """Load `path` and make it current; returns the previous bundle. On a bad bundle, raises
         BundleError and keeps the current one."""
-        new = load_bundle(path)
+        new = load_bundle(path, trust_pickle=trust_pickle)
         with self._lock:
             old, self._bundle = self._bundle, new
         return old

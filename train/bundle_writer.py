@@ -1,4 +1,9 @@
-"""Writing model bundles (the folder layout is described in models/bundle.py, which loads them)."""
+"""Writing model bundles (format 2, described in models/bundle.py, which loads them): bundle.json with the
+architecture by name (models.architectures), model.safetensors with the tensors, the model card.
+
+`describe_arch` names the network a learner holds; the writer then rebuilds that architecture and loads
+the tensors into it before writing, so a bundle that would not load is never written.
+"""
 from __future__ import annotations
 
 import json
@@ -11,7 +16,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from models.bundle import BACKENDS, BUNDLE_FORMAT, TASKS, BundleError
+from torch import nn
+
+from models.architectures import ArchitectureError, VectorMLP, build_model, load_weights
+from models.bundle import BACKENDS, BUNDLE_FORMAT, TASKS, WEIGHTS_FILE, BundleError
 from models.prediction import RoutingPolicy
 
 
@@ -35,9 +43,14 @@ def save_bundle(out: str | os.PathLike, *, task: str, backend: str, classes: Seq
                 "policy": {"accept_at": policy.accept_at, "abstain_below": policy.abstain_below},
                 "input": input_spec or {}, "created_at_s": time.time(), **spec_extra}
         if learner is not None:
-            learner.export(tmp / "model.pkl")
+            spec["arch"] = describe_arch(learner.model)
+            if backend == "tabular":
+                from models.tabular_inputs import TabularInputs
+
+                spec["tabular"] = TabularInputs.from_dls(learner.dls).to_spec()
+            _write_tensors(tmp / WEIGHTS_FILE, learner.model.state_dict(), spec["arch"])
         if zeroshot_embeddings is not None:
-            np.savez(tmp / "zeroshot.npz", embeddings=np.asarray(zeroshot_embeddings, dtype=np.float32))
+            _write_tensors(tmp / WEIGHTS_FILE, {"embeddings": _tensor(zeroshot_embeddings)})
         for name, src in (extra_files or {}).items():
             shutil.copy2(src, tmp / name)
         card = {**(card or {}), "classes": list(classes), "task": task}
@@ -55,6 +68,71 @@ def save_bundle(out: str | os.PathLike, *, task: str, backend: str, classes: Seq
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _tensor(array: np.ndarray):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+
+
+def _write_tensors(path: Path, state: dict[str, Any], arch: dict[str, Any] | None = None) -> None:
+    """Save tensors with safetensors; with `arch`, first check they load into that architecture."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    if arch is not None:
+        try:
+            load_weights(build_model(arch), tensors, str(path))
+        except ArchitectureError as e:
+            raise BundleError(f"the model does not match its description {arch}: {e}") from e
+    save_file(tensors, str(path))
+
+
+def describe_arch(model: nn.Module) -> dict[str, Any]:
+    """The "arch" entry of bundle.json for a network this project trains (models.architectures names)."""
+    from fastai.tabular.model import TabularModel
+
+    from models.face_emotion_net import FaceEmotionNet, GreyInputAdapter
+
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    dropouts = [m.p for m in model.modules() if isinstance(m, nn.Dropout)]
+    if isinstance(model, VectorMLP):
+        return {"name": "vector_mlp", "dim": int(model.mean.shape[0]), "hidden": [m.out_features for m in linears[:-1]],
+                "n_classes": linears[-1].out_features, "dropout": float(dropouts[0]) if dropouts else 0.0}
+    if isinstance(model, TabularModel):
+        blocks = list(model.layers)  # LinBnDrop per layer: [BatchNorm1d?, Dropout?, Linear, act?] or Linear first
+        first = list(blocks[0])
+        return {"name": "tabular", "emb_szs": [[e.num_embeddings, e.embedding_dim] for e in model.embeds],
+                "n_cont": int(model.n_cont), "n_classes": linears[-1].out_features,
+                "layers": [m.out_features for m in linears[:-1]],
+                "ps": [next((float(m.p) for m in b if isinstance(m, nn.Dropout)), 0.0) for b in blocks[:-1]],
+                "embed_p": float(model.emb_drop.p), "use_bn": any(isinstance(m, nn.BatchNorm1d) for m in first),
+                "bn_final": any(isinstance(m, nn.BatchNorm1d) for m in blocks[-1]),
+                "bn_cont": model.bn_cont is not None, "lin_first": isinstance(first[0], nn.Linear)}
+    if isinstance(model, FaceEmotionNet):
+        return {"name": "face_emotion_net", "n_classes": linears[-1].out_features, "size_px": int(model.size_px),
+                "head_dropout": float(dropouts[-1]) if dropouts else 0.0, "flip_tta": bool(model.flip_tta)}
+    if isinstance(model, GreyInputAdapter):
+        return {"name": "grey_mini_xception", "n_classes": int(model.model.head.out_channels)}
+    if _is_fastai_mobilenet_v2(model):
+        # vision_learner's head with its defaults; _write_tensors checks the tensors fit it
+        return {"name": "mobilenet_v2_fastai", "n_classes": linears[-1].out_features,
+                "n_in": int(model[0][0][0][0].in_channels), "cut": -1, "concat_pool": True, "lin_ftrs": None,
+                "ps": 0.5, "first_bn": True, "bn_final": False, "lin_first": False}
+    raise BundleError(f"cannot write a {type(model).__name__} as a bundle: its architecture has no name in "
+                      "models.architectures (add one there)")
+
+
+def _is_fastai_mobilenet_v2(model: nn.Module) -> bool:
+    """vision_learner(dls, mobilenet_v2): Sequential(body=Sequential(features), head)."""
+    from torchvision.models.mobilenetv2 import InvertedResidual
+
+    try:
+        features = model[0][0]
+        return len(model) == 2 and any(isinstance(m, InvertedResidual) for m in features)
+    except (TypeError, IndexError, KeyError):
+        return False
 
 
 def _jsonable(o: Any) -> Any:

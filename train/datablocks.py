@@ -20,8 +20,8 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
+from models.architectures import VectorMLP
 from train.samples import SampleStore
 
 TEXT_EMBEDDING_DIM = 384  # MiniLM-L6-v2
@@ -78,27 +78,6 @@ class TaskData:
         return TaskData(self.task, [self.items[i] for i in idx], [self.labels[i] for i in idx],
                         [self.persons[i] for i in idx], [self.sessions[i] for i in idx], self.times[idx],
                         [self.ids[i] for i in idx])
-
-
-class VectorMLP(nn.Module):
-    """(B, D) float vectors -> (B, C) logits; input standardisation lives in buffers so a bundle
-    needs no separate preprocessing."""
-
-    def __init__(self, mean: np.ndarray, std: np.ndarray, n_classes: int, hidden: Sequence[int] = (128,),
-                 dropout: float = 0.1):
-        super().__init__()
-        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))  # (D,)
-        self.register_buffer("std", torch.as_tensor(np.maximum(std, 1e-6), dtype=torch.float32))  # (D,)
-        layers: list[nn.Module] = []
-        d = len(mean)
-        for h in hidden:
-            layers += [nn.Linear(d, h), nn.ReLU(), nn.Dropout(dropout)]
-            d = h
-        layers.append(nn.Linear(d, n_classes))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net((x.float() - self.mean) / self.std)
 
 
 def vector_to_tensor(x: Any) -> torch.Tensor:

