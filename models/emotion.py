@@ -227,11 +227,19 @@ class EmotionClassifier:
             self.device = torch.device(settings.device)
             self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         self.model = _fuse_for_inference(module).to(self.device, self.dtype)
-        self.temperature = float(settings.temperature)
-        self.calibrated = settings.temperature != 1.0
+        # The packaged weights come with the project's calibration (models/calibration/, fitted on FER2013
+        # held-out faces); a temperature set by hand, other weights or a module passed in get none.
+        from models.calibration_store import load_calibration
+
+        shipped = (load_calibration(STORE_NAME, settings.model_path)
+                   if model is None and settings.temperature == 1.0 else None)
+        self.temperature = shipped.temperature if shipped else float(settings.temperature)
+        self.calibrated = shipped is not None  # a hand-set temperature was not fitted on data: not calibrated
+        self.calibration: str | None = (shipped.description if shipped else None if settings.temperature == 1.0
+                                        else f"uncalibrated: temperature {settings.temperature:g} set by hand")
         self.policy = settings.policy
-        self.conformal_qhat: float | None = None  # no conformal calibration shipped with the packaged model
-        self.coverage: float | None = None
+        self.conformal_qhat: float | None = shipped.conformal_qhat if shipped else None
+        self.coverage: float | None = shipped.coverage if shipped else None
 
     def logits(self, faces_grey: np.ndarray) -> np.ndarray:
         """(N, 64, 64) uint8 -> (N, 7) float32 logits."""
@@ -247,7 +255,8 @@ class EmotionClassifier:
 
     def predictions(self, faces_grey: np.ndarray, **meta: Any) -> list[Prediction]:
         probs = self.predict_probs(faces_grey)
-        return [make_prediction(self.classes, p, policy=self.settings.policy, calibrated=self.calibrated, **meta)
+        return [make_prediction(self.classes, p, policy=self.settings.policy, conformal_qhat=self.conformal_qhat,
+                                coverage=self.coverage, calibrated=self.calibrated, calibration=self.calibration, **meta)
                 for p in probs]
 
 

@@ -1,9 +1,10 @@
 """The one prediction type used by every pipeline (vision, speech, text, tabular).
 
-A `Prediction` carries calibrated class probabilities and everything derived from them
-that the UI, the review queue and the drift monitor need: entropy, margin, the conformal
-prediction set (when the model has been calibrated) and the routing decision.
-The UI and the CLI only render it; they never recompute it.
+A `Prediction` carries class probabilities and everything derived from them that the UI, the
+review queue and the drift monitor need: entropy, margin, the conformal prediction set (when the
+model has been calibrated), whether and on what the probabilities were calibrated, and the
+routing decision with the reason for it. `make_prediction` is the one place that decides
+accept / review / abstain; the UI, the CLI and the review queue only read `decision` and `reason`.
 """
 from __future__ import annotations
 
@@ -23,34 +24,53 @@ class Decision(str, Enum):
 
 @dataclass(frozen=True)
 class RoutingPolicy:
-    """Thresholds on the calibrated top-class probability.
+    """Thresholds on the top-class probability: accept, send to a person, or abstain.
 
-    Defaults follow the lesson: auto-accept when the model is at least 90% sure
-    (for a binary task that is p >= 0.9 or p <= 0.1 of the positive class, which is
-    the same as top-class >= 0.9); abstain when the top class is barely better than
-    a coin flip over the classes; everything in between goes to review.
+    The lesson's default for a binary task: process automatically when p < 0.1 or p > 0.9 of the
+    positive class, and have a person review everything in between. p(top) >= accept_at = 0.9 is
+    the same rule for two classes and its analogue for more. A top class barely above chance
+    (below `floor`, 1.5 / n_classes and never above 0.5, so a binary task never abstains on
+    probability alone) is not worth a person's time either: abstain.
     """
 
     accept_at: float = 0.9  # top-class probability at or above which we accept
-    abstain_below: float | None = None  # None: 1.5 / n_classes (50% above uniform)
+    abstain_below: float | None = None  # None: 1.5 / n_classes, at most 0.5 (50% above uniform)
+
+    def floor(self, n_classes: int) -> float:
+        """Top-class probability below which the prediction abstains."""
+        return self.abstain_below if self.abstain_below is not None else min(1.5 / max(n_classes, 1), 0.5)
 
     def decide(self, top_prob: float, n_classes: int) -> Decision:
+        return self.route(top_prob, n_classes)[0]
+
+    def route(self, top_prob: float, n_classes: int, *, review_because: str | None = None,
+              abstain_because: str | None = None) -> tuple[Decision, str]:
+        """(decision, reason in words). A pipeline's own knowledge overrides the probability:
+        `abstain_because` (e.g. a hallucinated transcript) always abstains, `review_because`
+        (e.g. a hand partly outside the frame) turns an accept into a review."""
+        if abstain_because:
+            return Decision.ABSTAIN, abstain_because
         if not math.isfinite(top_prob):
-            return Decision.ABSTAIN
-        floor = self.abstain_below if self.abstain_below is not None else min(1.5 / max(n_classes, 1), 0.5)
-        if top_prob >= self.accept_at:
-            return Decision.ACCEPT
+            return Decision.ABSTAIN, "no usable probabilities"
+        floor = self.floor(n_classes)
         if top_prob < floor:
-            return Decision.ABSTAIN
-        return Decision.REVIEW
+            return Decision.ABSTAIN, f"top probability {top_prob:.2f} < {floor:.2f}: barely above chance over {n_classes} classes"
+        if review_because:
+            return Decision.REVIEW, review_because
+        if top_prob >= self.accept_at:
+            return Decision.ACCEPT, f"top probability {top_prob:.2f} >= {self.accept_at:.2f}"
+        return Decision.REVIEW, f"top probability {top_prob:.2f} between {floor:.2f} and {self.accept_at:.2f}: unsure"
+
+
+UNCALIBRATED = "uncalibrated (raw model scores)"  # what a Prediction says when no calibration is known
 
 
 @dataclass(frozen=True)
 class Prediction:
     """One model output for one input (a frame, a face, a hand, a transcript segment).
 
-    probs: (n_classes,) float64, non-negative, sums to 1; calibrated if the model
-    carries a calibration (temperature scaling), raw softmax otherwise.
+    probs: (n_classes,) float64, non-negative, sums to 1; calibrated (temperature scaling on
+    held-out data) when `calibrated` is True, and `calibration` then says on what data.
     """
 
     classes: tuple[str, ...]
@@ -58,12 +78,25 @@ class Prediction:
     decision: Decision
     prediction_set: tuple[str, ...] | None = None  # conformal set; None when uncalibrated
     coverage: float | None = None  # target coverage of prediction_set, e.g. 0.9
-    calibrated: bool = False
+    calibrated: bool = False  # True only when fitted on held-out data and its error measured
+    calibration: str | None = None  # e.g. "calibrated on FER2013 held-out faces (n=3252), 90% set"
+    reason: str = ""  # why `decision`, in words (shown on the page and stored with a review item)
     timestamp_s: float = 0.0  # capture time of the input (time.monotonic() seconds)
     latency_ms: float = 0.0  # model time for this input
     box: tuple[int, int, int, int] | None = None  # (x0, y0, x1, y1) pixels, for detections
     track_id: int | None = None  # stable id of a tracked face/hand across frames
     extra: dict[str, Any] = field(default_factory=dict)  # pipeline-specific (e.g. ASR confidence)
+
+    def __post_init__(self) -> None:
+        if not self.calibrated and (self.calibration or "").lower().startswith("calibrated"):
+            raise ValueError(f"an uncalibrated prediction cannot say {self.calibration!r}")
+
+    @property
+    def calibration_note(self) -> str:
+        """What the probabilities are, for people: the calibration data, or that there is none."""
+        if self.calibration:
+            return self.calibration
+        return "calibrated (data not recorded)" if self.calibrated else UNCALIBRATED
 
     @property
     def top_index(self) -> int:
@@ -106,7 +139,9 @@ class Prediction:
             "prediction_set": list(self.prediction_set) if self.prediction_set is not None else None,
             "coverage": self.coverage,
             "calibrated": self.calibrated,
+            "calibration": self.calibration_note,
             "decision": self.decision.value,
+            "reason": self.reason,
             "timestamp_s": self.timestamp_s,
             "latency_ms": self.latency_ms,
             "box": list(self.box) if self.box is not None else None,
@@ -131,19 +166,26 @@ def make_prediction(
     conformal_qhat: float | None = None,
     coverage: float | None = None,
     calibrated: bool = False,
+    calibration: str | None = None,
+    review_because: str | None = None,
+    abstain_because: str | None = None,
     **meta: Any,
 ) -> Prediction:
-    """Build a Prediction from (already calibrated) probabilities.
+    """Build a Prediction from (already calibrated) probabilities; the decision is taken here, once.
 
     conformal_qhat: split-conformal threshold on the score 1 - p(class); the set holds every
     class with p >= 1 - qhat (the top class is always included so the set is never empty).
+    calibration: on what the probabilities were calibrated (None: not stated).
+    review_because / abstain_because: see `RoutingPolicy.route`.
     """
     p = np.asarray(probs, dtype=np.float64).reshape(-1)
     if len(p) != len(classes):
         raise ValueError(f"{len(p)} probabilities for {len(classes)} classes {list(classes)}")
     if not np.all(np.isfinite(p)) or p.sum() <= 0:
         p = np.full(len(classes), 1.0 / len(classes))
-        return Prediction(tuple(classes), p, Decision.ABSTAIN, calibrated=calibrated, **meta)
+        reason = abstain_because or "no usable probabilities"
+        return Prediction(tuple(classes), p, Decision.ABSTAIN, calibrated=calibrated, calibration=calibration,
+                          reason=reason, **meta)
     p = np.clip(p, 0.0, None)
     p = p / p.sum()
     pset = None
@@ -152,5 +194,6 @@ def make_prediction(
         keep[int(np.argmax(p))] = True
         order = np.argsort(-p)
         pset = tuple(classes[i] for i in order if keep[i])
-    decision = policy.decide(float(p.max()), len(classes))
-    return Prediction(tuple(classes), p, decision, pset, coverage, calibrated, **meta)
+    decision, reason = policy.route(float(p.max()), len(classes), review_because=review_because,
+                                    abstain_because=abstain_because)
+    return Prediction(tuple(classes), p, decision, pset, coverage, calibrated, calibration, reason, **meta)

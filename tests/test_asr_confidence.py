@@ -5,8 +5,8 @@ import math
 
 import numpy as np
 
-from models.asr_confidence import (CORRECT_MAP, FEATURE_NAMES, RELIABLE_CLASSES, SegmentSignals, logprob_from_words,
-                                   score_segment)
+from models.asr_confidence import (ASR_SCORE_NOTE, CORRECT_MAP, FEATURE_NAMES, RELIABLE_CLASSES, SegmentSignals,
+                                   logprob_from_words, score_segment)
 from models.prediction import Decision, RoutingPolicy
 
 
@@ -36,7 +36,8 @@ def test_whisper_rules_always_flag_loops_and_silence():
 def test_as_prediction_routes_by_calibrated_confidence():
     conf = score_segment(signals())
     p = conf.as_prediction(policy=RoutingPolicy(accept_at=0.0), timestamp_s=3.0, extra={"text": "hello"})
-    assert p.classes == RELIABLE_CLASSES and p.calibrated
+    assert p.classes == RELIABLE_CLASSES and not p.calibrated  # fitted on synthetic speech only: a score
+    assert p.calibration_note == ASR_SCORE_NOTE and p.to_dict()["calibration"] == ASR_SCORE_NOTE
     assert math.isclose(p.probs[0], conf.confidence) and p.decision == Decision.ACCEPT
     assert p.extra["text"] == "hello" and p.extra["hallucinated"] is False and p.timestamp_s == 3.0
     strict = conf.as_prediction(policy=RoutingPolicy(accept_at=1.01))
@@ -52,3 +53,9 @@ def test_map_is_a_probability():
     x = np.random.default_rng(0).normal(size=(100, len(FEATURE_NAMES))) * 5
     p = CORRECT_MAP(x)
     assert p.shape == (100,) and ((p >= 0) & (p <= 1)).all()
+
+
+def test_hallucinated_segment_abstains_with_its_reason():
+    bad = score_segment(signals(compression_ratio=3.1))  # a decoding loop: Whisper's own rule flags it
+    p = bad.as_prediction(policy=RoutingPolicy(accept_at=0.0))  # would accept anything on probability alone
+    assert p.decision == Decision.ABSTAIN and "hallucinated" in p.reason
