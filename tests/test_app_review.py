@@ -33,8 +33,29 @@ def test_only_band_predictions_are_queued_with_their_input(tmp_path):
     item = q.pending()[0]
     assert item.predicted == "happy" and item.person == "ana" and item.kind == "image"
     np.testing.assert_array_equal(item.load_input(), face)  # PNG is lossless
-    # editable thresholds: with accept_at 0.6 the same prediction is accepted
-    assert not ReviewSettings(accept_at=0.6).needs_review(pred(0.70))
+    assert "between" in item.reason  # every item says why it was queued
+    # the queue follows the prediction's own decision: made with accept_at 0.6, the same face is
+    # accepted (drawn green) and not queued
+    lenient = make_prediction(EMOTIONS, [0.15, 0.7, 0.15], policy=ReviewSettings(accept_at=0.6).policy)
+    assert lenient.decision.value == "accept" and q.offer("emotion", lenient, face) is None
+
+
+def test_pipeline_reasons_route_edge_hands_in_and_hallucinations_out(tmp_path):
+    q = ReviewQueue(tmp_path, ReviewSettings(min_interval_s=0.0))
+    img = np.zeros((32, 32, 3), np.uint8)
+    edge = make_prediction(EMOTIONS, [0.02, 0.96, 0.02], review_because="hand partly outside the frame")
+    made_up = make_prediction(EMOTIONS, [0.15, 0.7, 0.15], abstain_because="probably hallucinated")
+    assert q.offer("sign", edge, img) is not None  # confident but at the edge: reviewed
+    assert q.offer("text", made_up, "thank you for watching") is None  # abstained: never queued
+    assert [i.reason for i in q.pending()] == ["hand partly outside the frame"]
+
+
+def test_each_teammate_sees_their_own_queue_and_a_reviewer_sees_all(tmp_path):
+    q = ReviewQueue(tmp_path, ReviewSettings(min_interval_s=0.0))
+    for person in ("ana", "ben", "ana"):
+        q.add("text", pred(0.7), f"said by {person}", person=person)
+    assert [i.input_text for i in q.pending(person="ana")] == ["said by ana", "said by ana"]
+    assert len(q.pending()) == 3 and q.count("pending", person="ben") == 1
 
 
 def test_rate_limit_per_track(tmp_path):
