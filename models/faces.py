@@ -50,17 +50,37 @@ class FaceBox:
 
 @dataclass(frozen=True)
 class FaceDetectorSettings:
-    model_path: Path | None = None  # BlazeFace short-range .tflite; None: the model store's
+    model_path: Path | None = None  # BlazeFace short-range .tflite; None: load_face_detector uses the store's
     backend: str = "auto"  # "auto" (mediapipe, else Haar with a warning), "mediapipe" or "haar"
     min_confidence: float = 0.5  # detections below this score are ignored
     max_faces: int = 10  # keep the largest N faces (twenty faces in a frame: the 10 biggest, warned)
     min_size_px: int = 24  # faces smaller than this (box side) are ignored: too few pixels to read
 
 
-class FaceDetector:
-    """detect(image_rgb (H, W, 3) uint8) -> list[FaceBox], largest first."""
+def load_face_detector(settings: FaceDetectorSettings = FaceDetectorSettings()) -> "FaceDetector":
+    """A FaceDetector of `settings.model_path`, or of the store's BlazeFace (fetched on first use); with
+    backend "auto", OpenCV's Haar cascade (with a warning) when the store cannot provide it."""
+    from dataclasses import replace
 
-    def __init__(self, settings: FaceDetectorSettings = FaceDetectorSettings()) -> None:
+    from models.store import StoreError, ensure
+
+    if settings.backend == "haar" or settings.model_path is not None:
+        return FaceDetector(settings)
+    try:
+        return FaceDetector(replace(settings, model_path=ensure(STORE_NAME)))
+    except StoreError as e:
+        if settings.backend == "mediapipe":
+            raise
+        warnings.warn(f"mediapipe face detector unavailable ({e}); falling back to OpenCV's Haar cascade "
+                      f"(slower, misses turned faces). Run `livelearner models fetch {STORE_NAME}`.", stacklevel=2)
+        return FaceDetector(replace(settings, backend="haar"))
+
+
+class FaceDetector:
+    """detect(image_rgb (H, W, 3) uint8) -> list[FaceBox], largest first. It reads the model file it is given
+    and fetches nothing (`load_face_detector` does). One mediapipe graph: not for concurrent threads."""
+
+    def __init__(self, settings: FaceDetectorSettings) -> None:
         self.settings = settings
         self.backend = ""
         self._mp_detector = None
@@ -131,9 +151,8 @@ def _open_mediapipe(settings: FaceDetectorSettings):
 
     path = settings.model_path
     if path is None:
-        from models.store import ensure
-
-        path = ensure(STORE_NAME)
+        raise ValueError("FaceDetector needs FaceDetectorSettings.model_path for mediapipe; "
+                         "models.faces.load_face_detector finds the store's model")
     if not Path(path).is_file():
         raise FileNotFoundError(f"no face detector model at {path}")
     options = vision.FaceDetectorOptions(base_options=BaseOptions(model_asset_path=str(path)),

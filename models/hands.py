@@ -77,7 +77,7 @@ def features_from_pixels(points_px: np.ndarray, handedness: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class HandSettings:
-    model_path: Path | None = None  # hand_landmarker .task; None: the model store's
+    model_path: Path | None = None  # hand_landmarker .task; None: load_hand_landmarks uses the model store's
     max_hands: int = 1  # hands tracked per frame
     min_detection_confidence: float = 0.5  # palm detector threshold
     min_presence_confidence: float = 0.5  # landmark model's "a hand is still here" threshold
@@ -85,18 +85,27 @@ class HandSettings:
     video_mode: bool = True  # track across frames (needs increasing timestamps); False: every frame alone
 
 
-class HandLandmarks:
-    """detect(image_rgb, timestamp_s) -> list[Hand] with mediapipe's HandLandmarker."""
+def load_hand_landmarks(settings: HandSettings = HandSettings()) -> "HandLandmarks":
+    """A HandLandmarks of `settings.model_path`, or of the store's hand landmarker (fetched on first use)."""
+    from dataclasses import replace
 
-    def __init__(self, settings: HandSettings = HandSettings()) -> None:
+    from models.store import ensure
+
+    return HandLandmarks(replace(settings, model_path=Path(settings.model_path or ensure(STORE_NAME))))
+
+
+class HandLandmarks:
+    """detect(image_rgb, timestamp_s) -> list[Hand] with mediapipe's HandLandmarker. It reads the .task file
+    it is given and fetches nothing (`load_hand_landmarks` does). One graph: not for concurrent threads."""
+
+    def __init__(self, settings: HandSettings) -> None:
         from mediapipe.tasks.python import BaseOptions, vision
 
+        if settings.model_path is None:
+            raise ValueError("HandLandmarks needs HandSettings.model_path; models.hands.load_hand_landmarks "
+                             "finds the store's model")
         self.settings = settings
         path = settings.model_path
-        if path is None:
-            from models.store import ensure
-
-            path = ensure(STORE_NAME)
         if not Path(path).is_file():
             raise FileNotFoundError(f"no hand landmarker model at {path}: run `livelearner models fetch {STORE_NAME}`")
         mode = vision.RunningMode.VIDEO if settings.video_mode else vision.RunningMode.IMAGE

@@ -1,8 +1,8 @@
 """Run any fastai-exported image classifier (`learn.export()` .pkl) on live frames or face crops.
 
-Loading a pickle runs code from it. So `load_image_learner` only takes a path that the user named
-(on the command line, in a settings file) or that the model store produced; it refuses files in
-Gradio's upload cache, and the web page must never hand it an uploaded file.
+Loading a pickle runs code from it. So `load_image_learner` loads only when the caller says it trusts
+the file (`trust_pickle=True`: the CLI's --trust-pickle, for a path the user typed); it refuses files in
+Gradio's upload cache even then, and the web page must never hand it an uploaded file.
 
 Inference does not go through `learn.predict` (which builds a DataLoader per call, ~20 ms of
 overhead): the exported learner's own Resize and Normalize are read from its DataLoaders and
@@ -43,15 +43,20 @@ def _upload_dirs() -> list[Path]:
     return [d.resolve() for d in dirs]
 
 
-def load_image_learner(path: str | Path, settings: ImageLearnerSettings = ImageLearnerSettings()) -> "ImageLearner":
-    """Load a fastai .pkl export named explicitly by the user (or from the model store)."""
+def load_image_learner(path: str | Path, settings: ImageLearnerSettings = ImageLearnerSettings(), *,
+                       trust_pickle: bool = False) -> "ImageLearner":
+    """Load a fastai .pkl export named explicitly by the user who trusts it (`trust_pickle`)."""
+    from models.bundle import pickle_refusal
+
     path = Path(path).expanduser()
     if not path.is_file():
         raise LearnerLoadError(f"no model file at {path}: give the path of a fastai `learn.export()` .pkl")
     resolved = path.resolve()
     if any(d == resolved or d in resolved.parents for d in _upload_dirs()):
         raise LearnerLoadError(f"{path} is an uploaded file; loading a pickle runs its code, so only models "
-                               "from the model store or a path you typed yourself are loaded")
+                               "from a path you typed yourself are loaded")
+    if not trust_pickle:
+        raise pickle_refusal(path)
     from fastai.learner import Learner, load_learner
 
     try:

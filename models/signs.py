@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 
+from models.bundle import Bundle, load_bundle
 from models.hands import N_FEATURES, Hand, landmark_features
-from models.prediction import Prediction, RoutingPolicy, make_prediction, softmax
+from models.prediction import RoutingPolicy, softmax
 
 STORE_NAME = "asl-landmark-mlp"
 # Output index -> label, as in the package's recognize.py (index 38 has no label there).
@@ -40,23 +41,23 @@ FEATURE_KINDS = ("hand_invariant_v1", "mediapipe_normalized")
 
 class SignClassifier(Protocol):
     classes: tuple[str, ...]
+    policy: RoutingPolicy
+    calibrated: bool
+    conformal_qhat: float | None
+    coverage: float | None
+
+    def inputs(self, hands: Sequence[Hand]) -> np.ndarray:  # (N, D); ValueError for degenerate hands
+        ...
 
     def predict_probs(self, hands: Sequence[Hand]) -> np.ndarray:  # (N, C)
         ...
 
-    def predictions(self, hands: Sequence[Hand], **meta: Any) -> list[Prediction]:
-        ...
-
 
 class PackagedLetterMLP:
-    """The asl-alpnum-recognizer Keras MLP ported to numpy (float32). Weak: see WEAKNESS."""
+    """The asl-alpnum-recognizer Keras MLP ported to numpy (float32). Weak: see WEAKNESS.
+    It reads the .h5 file it is given (`load_sign_classifier("packaged")` fetches it)."""
 
-    def __init__(self, path: str | Path | None = None, policy: RoutingPolicy = RoutingPolicy(),
-                 temperature: float = 1.0) -> None:
-        if path is None:
-            from models.store import ensure
-
-            path = ensure(STORE_NAME)
+    def __init__(self, path: str | Path, policy: RoutingPolicy = RoutingPolicy(), temperature: float = 1.0) -> None:
         self.layers = _read_dense_layers(Path(path))
         if self.layers[0][0].shape[0] != N_FEATURES or self.layers[-1][0].shape[1] != len(PACKAGED_LABELS):
             raise ValueError(f"{path} is not the asl-alpnum-recognizer MLP (63 inputs, 40 outputs); "
@@ -86,9 +87,6 @@ class PackagedLetterMLP:
         if not hands:
             return np.zeros((0, len(self.classes)))
         return softmax(self.logits(self.inputs(hands)), self.temperature)
-
-    def predictions(self, hands: Sequence[Hand], **meta: Any) -> list[Prediction]:
-        return [make_prediction(self.classes, p, policy=self.policy, **meta) for p in self.predict_probs(hands)]
 
 
 def _read_dense_layers(path: Path) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -120,12 +118,7 @@ def _read_dense_layers(path: Path) -> list[tuple[np.ndarray, np.ndarray]]:
 class BundleSignClassifier:
     """A team-trained "landmarks" bundle (models.bundle) applied to hands."""
 
-    def __init__(self, bundle_or_path: Any) -> None:
-        if isinstance(bundle_or_path, (str, Path)):
-            from models.bundle import load_bundle
-
-            bundle_or_path = load_bundle(bundle_or_path)
-        bundle = bundle_or_path
+    def __init__(self, bundle: Bundle) -> None:
         if bundle.task != "landmarks":
             raise ValueError(f"this is a {bundle.task!r} model; the sign pipeline needs a 'landmarks' model "
                              "(train one with `livelearner train` on captured hand samples)")
@@ -154,15 +147,11 @@ class BundleSignClassifier:
             return np.zeros((0, len(self.classes)))
         return self.bundle.predict_probs(self.inputs(hands))
 
-    def predictions(self, hands: Sequence[Hand], **meta: Any) -> list[Prediction]:
-        if not hands:
-            return []
-        return self.bundle.predictions(self.inputs(hands), **meta)
 
-
-def load_sign_classifier(name_or_path: str | Path | None = None) -> SignClassifier:
+def load_sign_classifier(name_or_path: str | Path | None = None, *, trust_pickle: bool = False) -> SignClassifier:
     """None: the project's own shipped landmarks model (the packaged MLP if this checkout lacks it);
-    "packaged": the packaged MLP (weak on new people); otherwise a landmarks bundle folder.
+    "packaged": the packaged MLP (weak on new people, fetched from the model store on first use);
+    otherwise a landmarks bundle folder (a format-1 pickle bundle only with `trust_pickle`).
 
     Why the shipped model is the default: on 1,559 photos of six people neither model was validated
     on (traindata/asl_other_signers), the packaged MLP reads 0.587 [0.559, 0.615] of found hands with
@@ -173,7 +162,11 @@ def load_sign_classifier(name_or_path: str | Path | None = None) -> SignClassifi
         from models.shipped import shipped_bundle
 
         shipped = shipped_bundle("sign")
-        return BundleSignClassifier(shipped) if shipped is not None else PackagedLetterMLP()
+        if shipped is not None:
+            return BundleSignClassifier(load_bundle(shipped))
+        name_or_path = "packaged"
     if name_or_path in ("packaged", STORE_NAME):
-        return PackagedLetterMLP()
-    return BundleSignClassifier(Path(name_or_path))
+        from models.store import ensure
+
+        return PackagedLetterMLP(ensure(STORE_NAME))
+    return BundleSignClassifier(load_bundle(name_or_path, trust_pickle=trust_pickle))

@@ -107,33 +107,39 @@ def test_astronaut_is_happy_in_every_variation(pipeline, astronaut):
         assert 0 <= x0 < x1 <= image.shape[1] and 0 <= y0 < y1 <= image.shape[0]
 
 
-def test_track_id_is_stable_and_smoothing_follows_the_window(astronaut):
+def test_track_id_is_stable_and_smoothing_is_only_a_display_hint(pipeline, astronaut):
     from models.pipelines import EmotionPipeline, EmotionPipelineSettings
     from models.tracking import TrackerSettings
 
-    p = EmotionPipeline(EmotionPipelineSettings(tracker=TrackerSettings(smoothing_window=3)))
+    p = EmotionPipeline(EmotionPipelineSettings(tracker=TrackerSettings(smoothing_window=3)), pipeline.shared)
     frame = cv2.resize(astronaut, (640, 480))
-    preds = [p.process(np.roll(frame, 4 * i, axis=1), i / 30)[0] for i in range(5)]
+    frames = [np.roll(frame, 4 * i, axis=1) for i in range(5)]
+    preds = [p.process(f, i / 30)[0] for i, f in enumerate(frames)]
     assert len({x.track_id for x in preds}) == 1
-    # the shown probabilities are the mean of the last 3 frames' raw ones
-    raw = np.array([x.extra["raw_probs"] for x in preds])
-    np.testing.assert_allclose(preds[-1].probs, raw[-3:].mean(axis=0), atol=1e-9)
-    assert not np.allclose(preds[-1].probs, raw[-1])
+    # probabilities, set and decision are this frame's calibrated ones: the same as a fresh session's
+    fresh = EmotionPipeline(EmotionPipelineSettings(), pipeline.shared).process(frames[-1], 9.0)[0]
+    np.testing.assert_allclose(preds[-1].probs, fresh.probs, atol=1e-9)
+    assert preds[-1].decision == fresh.decision and preds[-1].prediction_set == fresh.prediction_set
+    # the track's label is the mean of the last 3 frames', shown as a hint only
+    mean = np.mean([x.probs for x in preds[-3:]], axis=0)
+    assert preds[-1].extra["track_label"] == p.classes[int(np.argmax(mean))]
     p.close()
+    assert pipeline.process(frame, 10.0)  # a session's close leaves the shared models open
 
 
 def test_no_face_and_twenty_faces(pipeline, astronaut):
+    from models.faces import FaceDetectorSettings
+    from models.pipelines import SharedVisionSettings, build_pipeline, load_shared
+
     assert pipeline.process(skimage_data.coffee(), 2.0) == []
     assert pipeline.process(np.zeros((480, 640, 3), np.uint8), 2.1) == []
     face = cv2.resize(astronaut[30:260, 120:340], (128, 128))
     grid = np.vstack([np.hstack([face] * 5)] * 4)  # 20 faces, (512, 640, 3)
     # BlazeFace short-range is made for one or two faces near a webcam: small faces are not found
-    assert len(pipeline.process(grid, 3.0)) <= pipeline.detector.settings.max_faces
+    assert len(pipeline.process(grid, 3.0)) <= FaceDetectorSettings().max_faces
     # Haar finds them; the largest max_faces are read and a warning says so
-    from models.pipelines import EmotionPipeline, EmotionPipelineSettings
-    from models.faces import FaceDetectorSettings
-
-    haar = EmotionPipeline(EmotionPipelineSettings(faces=FaceDetectorSettings(backend="haar", max_faces=10)))
+    haar = build_pipeline("emotion", shared=load_shared(
+        "emotion", settings=SharedVisionSettings(faces=FaceDetectorSettings(backend="haar", max_faces=10))))
     with pytest.warns(UserWarning, match="faces in the frame"):
         preds = haar.process(grid, 3.0)
     assert len(preds) == 10
@@ -152,12 +158,13 @@ def test_not_an_image_is_a_clear_error(pipeline):
 
 def test_haar_fallback_warns_and_still_reads_the_face(astronaut, tmp_path):
     from models.faces import FaceDetector, FaceDetectorSettings
-    from models.pipelines import EmotionPipeline, EmotionPipelineSettings
+    from models.pipelines import SharedVisionSettings, build_pipeline, load_shared
 
     with pytest.warns(UserWarning, match="Haar"):
         det = FaceDetector(FaceDetectorSettings(model_path=tmp_path / "missing.tflite"))
     assert det.backend == "haar"
-    p = EmotionPipeline(EmotionPipelineSettings(faces=FaceDetectorSettings(backend="haar")))
+    p = build_pipeline("emotion", shared=load_shared(
+        "emotion", settings=SharedVisionSettings(faces=FaceDetectorSettings(backend="haar"))))
     preds = p.process(astronaut, 0.0)
     assert [x.label for x in preds] == ["happy"]
 
@@ -178,7 +185,7 @@ def test_temperature_softens_without_changing_the_label(astronaut, h5_path):
 def test_port_is_a_fastai_learner_that_exports(astronaut, tmp_path, h5_path):
     from fastai.learner import load_learner
 
-    from models.emotion import EMOTION_CLASSES, emotion_datablock, emotion_learner, face_to_input
+    from models.emotion import EMOTION_CLASSES, emotion_datablock, emotion_learner, face_to_input, load_mini_xception
 
     face = face_to_input(astronaut[60:200, 160:300])
     items = [(np.roll(face, k, axis=1), "happy" if k % 2 else "neutral") for k in range(16)]
@@ -193,7 +200,7 @@ def test_port_is_a_fastai_learner_that_exports(astronaut, tmp_path, h5_path):
     assert list(dls.vocab) == list(EMOTION_CLASSES)
     xb, _ = dls.one_batch()
     assert tuple(xb.shape[1:]) == (1, 64, 64) and -1.0 <= float(xb.min()) and float(xb.max()) <= 1.0
-    learn = emotion_learner(dls)
+    learn = emotion_learner(dls, load_mini_xception(h5_path))
     with learn.no_bar(), learn.no_logging():
         learn.fit(1, lr=1e-4)
     learn.export(tmp_path / "emotion.pkl")

@@ -41,7 +41,7 @@ def test_exported_learner_runs_in_the_live_loop_like_learn_predict(shapes_pkl):
     from demos.live_loop import LiveLoop
     from models.pipelines import LearnerPipeline, LearnerPipelineSettings
 
-    pipe = LearnerPipeline(LearnerPipelineSettings(model=str(shapes_pkl), region="frame"))
+    pipe = LearnerPipeline(LearnerPipelineSettings(model=str(shapes_pkl), region="frame", trust_pickle=True))
     assert pipe.classes == ("circle", "square")
     # the fast path (the export's own Resize + Normalize, no DataLoader) equals fastai's learn.predict
     learn = load_learner(shapes_pkl, cpu=True)
@@ -67,7 +67,7 @@ def test_exported_learner_runs_in_the_live_loop_like_learn_predict(shapes_pkl):
 def test_learner_on_face_crops(shapes_pkl):
     from models.pipelines import build_pipeline
 
-    pipe = build_pipeline(str(shapes_pkl), region="faces")
+    pipe = build_pipeline(str(shapes_pkl), region="faces", trust_pickle=True)
     preds = pipe.process(skimage_data.astronaut(), 2.0)
     assert len(preds) == 1 and preds[0].box is not None and preds[0].track_id is not None
     assert pipe.process(np.zeros((100, 100, 3), np.uint8), 2.1) == []  # no face, no prediction
@@ -82,29 +82,31 @@ def test_bad_model_files_get_clear_errors(shapes_pkl, tmp_path):
     corrupt = tmp_path / "corrupt.pkl"
     corrupt.write_bytes(b"\x80\x04 this is not a pickle" * 50)
     with pytest.raises(LearnerLoadError, match="corrupt or not"):
-        load_image_learner(corrupt)
+        load_image_learner(corrupt, trust_pickle=True)
     truncated = tmp_path / "truncated.pkl"
     truncated.write_bytes(shapes_pkl.read_bytes()[:5000])
     with pytest.raises(LearnerLoadError, match="export the learner again"):
-        load_image_learner(truncated)
+        load_image_learner(truncated, trust_pickle=True)
     not_learner = tmp_path / "dict.pkl"
     torch.save({"weights": [1, 2, 3]}, not_learner)
     with pytest.raises(LearnerLoadError, match="not a fastai Learner"):
-        load_image_learner(not_learner)
+        load_image_learner(not_learner, trust_pickle=True)
     plain_pickle = tmp_path / "list.pkl"
     plain_pickle.write_bytes(pickle.dumps([1, 2, 3]))
     with pytest.raises(LearnerLoadError):
-        load_image_learner(plain_pickle)
+        load_image_learner(plain_pickle, trust_pickle=True)
+    with pytest.raises(ValueError, match="can run code when loaded.*--trust-pickle"):
+        load_image_learner(shapes_pkl)  # a pickle loads only when the user says it is trusted
     with pytest.raises(LearnerLoadError, match="no model file"):
         load_image_learner(tmp_path / "missing.pkl")
     with pytest.raises(LearnerLoadError, match="this task needs"):
-        load_image_learner(shapes_pkl, ImageLearnerSettings(expected_classes=("happy", "sad")))
+        load_image_learner(shapes_pkl, ImageLearnerSettings(expected_classes=("happy", "sad")), trust_pickle=True)
     upload_dir = Path(tempfile.gettempdir()) / "gradio" / "test-upload"
     upload_dir.mkdir(parents=True, exist_ok=True)
     uploaded = upload_dir / "model.pkl"
     uploaded.write_bytes(shapes_pkl.read_bytes())
     try:
         with pytest.raises(LearnerLoadError, match="uploaded"):
-            load_image_learner(uploaded)
+            load_image_learner(uploaded, trust_pickle=True)
     finally:
         uploaded.unlink()

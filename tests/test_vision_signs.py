@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from bench.synthetic import draw_hand
+from models.prediction import RoutingPolicy
 from vision_keras_numpy import keras_forward
 
 
@@ -18,10 +19,10 @@ def _ensure(name: str):
 
 @pytest.fixture(scope="module")
 def landmarker():
-    from models.hands import HandLandmarks, HandSettings
+    from models.hands import HandSettings, load_hand_landmarks
 
     _ensure("mediapipe-hand-landmarker")
-    lm = HandLandmarks(HandSettings(video_mode=False))
+    lm = load_hand_landmarks(HandSettings(video_mode=False))
     yield lm
     lm.close()
 
@@ -104,6 +105,47 @@ def test_sign_pipeline_on_a_drawn_hand_edge_and_no_hand():
     pipe.close()
 
 
+class _SureClassifier:
+    """A sign head that is always 99% sure of "A" (so only the edge rule can stop an accept)."""
+
+    classes = ("A", "B")
+    policy = RoutingPolicy()
+    calibrated, conformal_qhat, coverage = True, 0.5, 0.9
+
+    def inputs(self, hands):
+        return np.zeros((len(hands), 63), np.float32)
+
+    def predict_probs(self, hands):
+        return np.tile([0.99, 0.01], (len(hands), 1))
+
+
+class _FixedHands:
+    def __init__(self, hands):
+        self.hands = hands
+
+    def detect(self, image_rgb, timestamp_s=0.0):
+        return self.hands
+
+    def close(self):
+        pass
+
+
+def test_a_hand_leaving_the_frame_is_a_review_prediction_with_its_reason():
+    from models.hands import Hand
+    from models.pipelines import EDGE_REVIEW_REASON, SharedVision, build_pipeline
+    from models.prediction import Decision
+
+    inside = np.tile([0.5, 0.5, 0.0], (21, 1)).astype(np.float32)
+    inside[:, 0] += np.linspace(0, 0.2, 21)
+    leaving = inside + np.array([0.45, 0.0, 0.0], np.float32)  # the fingertips past the right edge
+    hands = _FixedHands([Hand(inside, "Right", 0.9, (640, 480)), Hand(leaving, "Right", 0.9, (640, 480))])
+    pipe = build_pipeline("sign", shared=SharedVision("sign", _SureClassifier(), hands=hands))
+    ok, edge = pipe.process(np.zeros((480, 640, 3), np.uint8), 1.0)
+    assert ok.decision is Decision.ACCEPT and not ok.extra["at_edge"]
+    assert edge.decision is Decision.REVIEW and edge.extra["at_edge"] and edge.reason == EDGE_REVIEW_REASON
+    assert edge.probs[0] == pytest.approx(0.99) and edge.prediction_set == ("A",)  # the frame's own numbers
+
+
 @pytest.mark.slow
 def test_a_team_landmarks_bundle_plugs_into_the_sign_pipeline(landmarker, tmp_path):
     """Train a tiny landmark model on drawn hands (open vs. spread fingers) and run it live."""
@@ -140,7 +182,7 @@ def test_a_team_landmarks_bundle_plugs_into_the_sign_pipeline(landmarker, tmp_pa
         for i in range(6):  # more frames than the smoothing window, so the previous pose is forgotten
             preds = pipe.process(image, 20.0 + spread + i / 30)
         assert preds and preds[0].label == expected, [p.as_label_dict() for p in preds]
-        assert np.argmax(preds[0].extra["raw_probs"]) == pipe.classes.index(expected)
+        assert preds[0].extra["track_label"] == expected
     # a whole-image model is refused by the sign pipeline with a clear message
     from models.signs import BundleSignClassifier
 

@@ -75,9 +75,9 @@ def split_fit_check(labels: np.ndarray, seed: int = SEED, fit_fraction: float = 
 
 def packaged_logits(faces: np.ndarray) -> np.ndarray:
     """(N, 64, 64) uint8 -> (N, 7) logits of the packaged model on the CPU (float32, as on a laptop)."""
-    from models.emotion import EmotionClassifier, EmotionSettings
+    from models.emotion import EmotionSettings, load_emotion_classifier
 
-    clf = EmotionClassifier(EmotionSettings(device="cpu"))
+    clf = load_emotion_classifier(EmotionSettings(device="cpu"))
     return np.concatenate([clf.logits(faces[i:i + BATCH]) for i in range(0, len(faces), BATCH)])
 
 
