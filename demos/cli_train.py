@@ -16,6 +16,7 @@ from pathlib import Path
 from demos.cli import UserFacingError
 
 TASKS = ("image", "landmarks", "text", "tabular")
+TRUST_PICKLE_HELP = "allow a format-1 bundle (fastai pickle: it can run code when loaded; trusted files only)"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--test", action="store_true", help="evaluate on the store's locked test set (recorded)")
     e.add_argument("--store", default=None, help="sample store to import DATA into (default: temporary)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--trust-pickle", action="store_true", help=TRUST_PICKLE_HELP)
     e.set_defaults(func=run_evaluate)
 
     c = subparsers.add_parser("compare", help="compare two bundles on the same data (McNemar's test)")
@@ -53,6 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("data")
     c.add_argument("--store", default=None)
     c.add_argument("--json", action="store_true", help="print one JSON object")
+    c.add_argument("--trust-pickle", action="store_true", help=TRUST_PICKLE_HELP)
     c.set_defaults(func=run_compare)
 
 
@@ -107,7 +110,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from train.trainer import evaluate_bundle, evaluate_locked_test, open_store
 
     try:
-        bundle = load_bundle(args.model)
+        bundle = load_bundle(args.model, trust_pickle=args.trust_pickle)
         if args.test:
             store = open_store(args.data, bundle.task, args.store)
             ev, before = evaluate_locked_test(bundle, store, str(Path(args.model).resolve()))
@@ -134,7 +137,7 @@ def run_compare(args: argparse.Namespace) -> int:
     from train.trainer import compare_bundles
 
     try:
-        a, b = load_bundle(args.model_a), load_bundle(args.model_b)
+        a, b = (load_bundle(m, trust_pickle=args.trust_pickle) for m in (args.model_a, args.model_b))
         if a.task != b.task:
             raise UserFacingError(f"cannot compare a {a.task} model with a {b.task} model")
         _, data = _task_data(args, a.task)

@@ -104,12 +104,12 @@ def explain_frame(pipeline: Any, image_rgb: np.ndarray, predictions: Sequence[Pr
                 continue
             face = FaceBox(*p.box, score=1.0)
             crop = emotion_crops(grey, [face], settings)  # (1, 64, 64)
-            model = _unfused_emotion_model(pipeline.settings.model_path)
+            model = _unfused_emotion_model(pipeline.classifier.settings.model_path)
             heat, index = gradcam(model, preprocess_faces(crop), p.top_index)
             out = overlay(out, heat, emotion_crop_box(face, settings))
             lines.append(f"Face #{p.track_id}: where the model looked for **{p.classes[index]}**.")
         return out, "\n\n".join(lines) + "\n\nRed = pixels that raised that class's score (Grad-CAM)."
-    head = getattr(pipeline, "head", None)
+    head = getattr(pipeline, "classifier", None)
     bundle = getattr(head, "bundle", None)
     learner = getattr(bundle, "learner", None)
     if learner is not None and hasattr(bundle, "_image_batch"):

@@ -21,7 +21,8 @@ def test_shipped_bundle_is_small_documented_and_loads(model):
     from models.bundle import load_bundle
 
     files = [p for p in model.path.iterdir() if p.is_file()]
-    assert sum(p.stat().st_size for p in files if p.suffix in (".pkl", ".pt")) <= MAX_WEIGHTS_BYTES
+    assert not [p for p in files if p.suffix in (".pkl", ".pt")]  # tensors only: loading runs no code
+    assert sum(p.stat().st_size for p in files if p.suffix == ".safetensors") <= MAX_WEIGHTS_BYTES
     card = json.loads((model.path / "card.json").read_text())
     assert "licence" in json.dumps(card["data"]).lower()
     assert card["reproduce"].startswith("livelearner train-default")
@@ -93,7 +94,7 @@ def test_emotion_recipe_trains_calibrates_and_exports_on_tiny_data(tmp_path, mon
     assert len(card["history"]) == 1 and np.isfinite(card["history"][0]["valid_loss"])
     assert card["calibration"]["temperature"] > 0 and card["diagnosis"]["name"]
     assert "no person ids" in card["split"]
-    assert (out / "model.pkl").stat().st_size < MAX_WEIGHTS_BYTES  # float16 export
+    assert (out / "model.safetensors").stat().st_size < MAX_WEIGHTS_BYTES  # float16 tensors
     faces = [cv2.cvtColor(_draw_face("happy", rng), cv2.COLOR_GRAY2RGB) for _ in range(3)]
     probs = bundle.predict_probs(faces)
     assert probs.shape == (3, 3) and np.allclose(probs.sum(axis=1), 1.0)
@@ -102,15 +103,15 @@ def test_emotion_recipe_trains_calibrates_and_exports_on_tiny_data(tmp_path, mon
 
 def test_shipped_sign_model_runs_on_a_hand_and_ignores_handedness():
     from bench.synthetic import draw_hand
-    from models.hands import HandLandmarks, HandSettings
+    from models.bundle import load_bundle
+    from models.hands import HandSettings, load_hand_landmarks
     from models.signs import BundleSignClassifier
-    from models.store import ensure
 
-    clf = BundleSignClassifier(shipped_model("livelearner-sign").path)
+    clf = BundleSignClassifier(load_bundle(shipped_model("livelearner-sign").path))
     assert clf.classes == tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ") and clf.calibrated
     card = clf.bundle.card
     assert card["new_person"] and card["comparison"]["runs"]["landmarks/cross-signer"]
-    landmarker = HandLandmarks(HandSettings(model_path=ensure("mediapipe-hand-landmarker"), video_mode=False))
+    landmarker = load_hand_landmarks(HandSettings(video_mode=False))
     try:
         image = draw_hand()
         right = landmarker.detect(image)

@@ -67,7 +67,7 @@ def detect_hands(root: Path, crop_size_px: int = 128, log=print) -> HandSet:
     """Run the hand landmarker over a `LETTER/*.jpg` folder (cached)."""
     import cv2
 
-    from models.hands import HandLandmarks, HandSettings, landmark_features
+    from models.hands import HandSettings, landmark_features, load_hand_landmarks
 
     root = Path(root)
     files, labels = labelled_files(root)
@@ -79,7 +79,7 @@ def detect_hands(root: Path, crop_size_px: int = 128, log=print) -> HandSet:
         folder.mkdir(parents=True, exist_ok=True)
         feats = np.full((len(files), 63), np.nan, np.float32)
         boxes = np.zeros((len(files), 4), np.int32)
-        detector = HandLandmarks(HandSettings(max_hands=1, video_mode=False))
+        detector = load_hand_landmarks(HandSettings(max_hands=1, video_mode=False))
         try:
             for i, f in enumerate(files):
                 bgr = cv2.imread(str(f), cv2.IMREAD_COLOR)
