@@ -12,25 +12,17 @@ up to `max_concurrency`; the queue is bounded (`queue_max_size`) and uploads are
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import gradio as gr
 
 from demos import tab_monitor, tab_questions, tab_review, tab_speak, tab_train, tab_webcam
-from demos.handlers import AppContext, AppSettings
+from demos.context import AppContext, AppSettings
 
 TITLE = "livelearner"
 INTRO = (
     "Live predictions with **calibrated uncertainty**: green = accepted, amber **?** = sent to a human "
     "(Review tab), grey = the model abstains. Train your own model in the Train tab and watch for drift in Monitor."
 )
-
-
-def _close_state(state: Any) -> None:
-    """Called by Gradio when a user's session ends: free per-user detectors and buffers."""
-    close = getattr(getattr(state, "pipeline", None), "close", None)
-    if callable(close):
-        close()
 
 
 def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = None) -> gr.Blocks:
@@ -51,7 +43,7 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         status = gr.Markdown(ctx.hub.status_markdown(), elem_id="model-status")
         gr.Timer(2.0).tick(ctx.hub.status_markdown, None, status, queue=False, show_progress="hidden", **hidden)
-        webcam_state = gr.State(None, time_to_live=3600, delete_callback=_close_state)
+        webcam_state = gr.State(None, time_to_live=3600, delete_callback=tab_webcam.close_state)
         speak_state = gr.State(None, time_to_live=3600, delete_callback=tab_speak.close)
         person = gr.Textbox(label="Your name (person in front of the camera / reviewer)", value="", max_lines=1,
                             elem_id="person")
@@ -67,8 +59,8 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
                     photo = gr.File(label="…or upload a photo", file_types=["image"], elem_id="photo")
                     photo_btn = gr.Button("Run on photo", elem_id="photo-run")
                     with gr.Row():
-                        local_spec = gr.Textbox("0", label="…or this machine's camera: index, stream URL or video file",
-                                                max_lines=1)
+                        local_spec = gr.Textbox("0", label="…or this machine's camera (number; only when the page "
+                                                "is not shared)", max_lines=1)
                         local_start = gr.Button("Start local camera")
                         local_stop = gr.Button("Stop")
                 with gr.Column():
@@ -82,7 +74,7 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
             # (the /stream route overwrites the waiting one), so latency cannot grow. Not trigger_mode=
             # "always_last": with it, gradio 6.31's webcam stream delivers only its first frame.
             camera.stream(
-                bind(tab_webcam.process_frame, ctx), [camera, task, webcam_state, person],
+                bind(tab_webcam.process_stream_frame, ctx), [camera, task, webcam_state, person],
                 [annotated, probs, vision_info, webcam_state],
                 stream_every=settings.stream_every_s, api_name="webcam_stream",
                 **stream_args,
@@ -93,8 +85,9 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
             local_stop.click(None, None, None, cancels=[local_event], **hidden)
             photo_btn.click(bind(tab_webcam.process_upload, ctx), [photo, task, person],
                             [annotated, probs, vision_info], api_name="photo")
-            # one frame per call, same per-user state: what bench/load.py drives with gradio_client
-            frame_in = gr.Image(type="numpy", visible=False)
+            # one frame per call, same per-user state: what bench/load.py drives with gradio_client. A file,
+            # not an image: our reader checks its pixel count before decoding and words its own errors
+            frame_in = gr.File(file_types=["image"], visible=False)
             frame_btn = gr.Button(visible=False)
             frame_btn.click(bind(tab_webcam.process_frame, ctx), [frame_in, task, webcam_state, person],
                             [annotated, probs, vision_info, webcam_state], api_name="webcam_frame",
@@ -124,7 +117,7 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
                     why_btn = gr.Button("Why? Nearest training phrases", elem_id="speak-why")
                     why = gr.Markdown(elem_id="speak-why-text")
             mic.stream(
-                bind(tab_speak.process_chunk, ctx), [mic, labels, speak_state, person],
+                bind(tab_speak.process_stream_chunk, ctx), [mic, labels, speak_state, person],
                 [committed, partial, text_probs, speak_info, speak_state],
                 stream_every=settings.audio_stream_every_s, api_name="speak_stream", **stream_args,
             )

@@ -32,9 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as e:
-            if e.name != name:  # a real missing dependency, not a command still to be written
-                raise
-            continue
+            if e.name == name:  # a command listed here whose module is gone: a broken install, say so
+                raise ModuleNotFoundError(f"livelearner command module {name} is missing; reinstall livelearner "
+                                          "(pip install -e .) or remove it from demos/cli.py", name=name) from e
+            raise
         module.register(sub)
     return parser
 

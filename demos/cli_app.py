@@ -69,14 +69,22 @@ def run(args: argparse.Namespace) -> int:
 
     print("Building the page (models load in the background once it is up)…", flush=True)
     from demos.app import build_demo
-    from demos.handlers import AppSettings, default_data_dir
+    from demos.context import AppSettings, default_data_dir
     from demos.review import ReviewSettings
 
     if not 0.0 < args.accept_at <= 1.0:
         raise UserFacingError(f"--accept-at must be in (0, 1], got {args.accept_at}")
     settings = AppSettings(data_dir=args.data_dir or default_data_dir(), max_streams=args.max_streams,
                            max_file_size=args.max_file_size, review=ReviewSettings(accept_at=args.accept_at),
-                           preload=() if args.no_preload else AppSettings().preload)
+                           preload=() if args.no_preload else AppSettings().preload,
+                           local_camera=not needs_password(args.host, args.share))
+    # Gradio decodes the browser's webcam frames itself (PIL), before our handlers: PIL's own bound
+    # refuses frames past twice this many pixels, so no request can make it decode a giant image
+    from PIL import Image
+
+    from capture.images import MAX_IMAGE_PIXELS
+
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
     try:
         demo = build_demo(settings)
     except OSError as e:
@@ -84,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         _, local_url, share_url = demo.launch(
             server_name=args.host, server_port=args.port, share=args.share, auth=auth,
-            max_file_size=settings.max_file_size, prevent_thread_lock=True, show_error=True,
+            max_file_size=settings.max_file_size, prevent_thread_lock=True,
+            show_error=False,  # only our gr.Error messages reach the page: never a server path or traceback
             ssr_mode=False, quiet=True, footer_links=["api"],
             run_history=False,  # Gradio would otherwise record every webcam frame's run
         )

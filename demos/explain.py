@@ -111,10 +111,10 @@ def explain_frame(pipeline: Any, image_rgb: np.ndarray, predictions: Sequence[Pr
         return out, "\n\n".join(lines) + "\n\nRed = pixels that raised that class's score (Grad-CAM)."
     head = getattr(pipeline, "classifier", None)
     bundle = getattr(head, "bundle", None)
-    learner = getattr(bundle, "learner", None)
-    if learner is not None and hasattr(bundle, "_image_batch"):
+    model = getattr(bundle, "model", None)
+    if model is not None and getattr(bundle, "backend", "") == "vision":
         x = bundle._image_batch([image_rgb])  # (1, 3, S, S) normalised like validation
-        heat, index = gradcam(learner.model, x)
+        heat, index = gradcam(model, x)
         return overlay(image_rgb, heat), f"Where the team model looked for **{bundle.classes[index]}** (Grad-CAM)."
     name = getattr(pipeline, "name", type(pipeline).__name__)
     return None, (f"The {name} model reads hand landmarks, not pixels: Grad-CAM does not apply. "

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from demos.handlers import AppContext
+from demos.context import AppContext
 from demos.monitor import drift_figure, review_rate_figure
 
 DRIFT_COLUMNS = ["statistic", "reference", "n ref", "n recent", "ref mean", "recent mean", "PSI", "KS p", "alarm"]

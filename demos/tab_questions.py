@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from demos.handlers import AppContext, user_error
+from demos.context import AppContext, user_error
 from demos.tab_webcam import _label
 
 # (column name, statement) answered on a 1 (disagree) .. 5 (agree) scale

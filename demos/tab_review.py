@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-from demos.handlers import AppContext, user_error
+from demos.context import AppContext, user_error
 from demos.review import ReviewItem
 
 QUEUE_COLUMNS = ["id", "task", "predicted", "p", "age", "person"]

@@ -8,8 +8,6 @@ the label cannot be more certain than the words. A segment flagged as hallucinat
 """
 from __future__ import annotations
 
-import queue
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,9 +16,11 @@ import numpy as np
 
 from capture.browser import BrowserAudio
 from capture.source import CaptureError
-from demos import engines
-from demos.handlers import AppContext, new_session_id, user_error
+from demos import speech_session
+from demos.context import AppContext, new_session_id, user_error
+from demos.inputs import MAX_LABEL_CHARS, MAX_LABELS_TEXT_CHARS, clean_text, read_audio_file
 from demos.monitor import speech_rate_wps
+from demos.speech_session import SpeechWorker
 from models.prediction import Decision, Prediction, RoutingPolicy, make_prediction
 
 # label: description. Zero-shot compares the sentence with the description (a bare label word
@@ -28,10 +28,7 @@ from models.prediction import Decision, Prediction, RoutingPolicy, make_predicti
 DEFAULT_LABELS = ("question: a question asking for something, greeting: a greeting saying hello, "
                   "complaint: a complaint that something is wrong, thanks: thanking someone")
 MAX_LABELS = 20
-
-
-MAX_PENDING_CHUNKS = 240  # audio chunks waiting for Whisper (2 min at 0.5 s); beyond, the oldest are dropped
-FINISH_TIMEOUT_S = 60.0  # how long stopping a recording waits for Whisper to catch up
+MAX_CHUNK_S = 10.0  # one microphone chunk (the browser sends 0.5 s); longer ones are refused
 
 
 @dataclass
@@ -40,8 +37,8 @@ class SpeakState:
 
     session_id: str = field(default_factory=new_session_id)
     audio: BrowserAudio = field(default_factory=BrowserAudio)
-    stream: Any = None  # the per-user streaming transcriber
-    worker: "SpeechWorker | None" = None  # decodes this user's audio off the request thread
+    stream: Any = None  # the per-user streaming transcriber (its buffer) on the hub's shared Whisper
+    worker: SpeechWorker | None = None  # decodes this user's audio off the request thread
     segments: list = field(default_factory=list)  # closed sentences (with ASR confidence), in order
     earlier_text: str = ""  # committed text of recordings already finished
     committed_text: str = ""  # committed text of the current recording (never retracted)
@@ -53,9 +50,9 @@ class SpeakState:
 def parse_labels(text: str) -> dict[str, str]:
     """"question, greeting: saying hello" -> {label: description}; errors name the problem."""
     out: dict[str, str] = {}
-    for part in (text or "").split(","):
+    for part in clean_text(text, "list of classes", MAX_LABELS_TEXT_CHARS).split(","):
         label, _, desc = part.partition(":")
-        label = label.strip()
+        label = clean_text(label, "class name", MAX_LABEL_CHARS)
         if label:
             out[label] = desc.strip() or label
     if len(out) < 2:
@@ -85,62 +82,10 @@ def fold_asr_confidence(prediction: Prediction, asr_confidence: float, hallucina
 
 def classify_segment(ctx: AppContext, segment: Any, labels_text: str) -> Prediction:
     text = segment.text.strip()
-    bundle = ctx.bundle("text") or engines.zero_shot_classifier(ctx, parse_labels(labels_text))
+    bundle = ctx.bundle("text") or speech_session.zero_shot_classifier(ctx, parse_labels(labels_text))
     prediction = bundle.predictions([text], timestamp_s=segment.start_s)[0]
     return fold_asr_confidence(prediction, segment.confidence.confidence, segment.confidence.hallucinated,
                                bundle.policy)
-
-
-class SpeechWorker:
-    """Runs one user's streaming transcriber in a thread, so the stream handler returns at once.
-
-    Why: while a Gradio stream handler is busy, newer chunks from the browser replace the waiting
-    one (right for video, where only the newest frame matters; wrong for audio, where every chunk
-    holds words). The handler only queues the chunk; this thread decodes whatever has arrived.
-    """
-
-    def __init__(self, ctx: AppContext, state: SpeakState, person: str):
-        self.ctx, self.state, self.person = ctx, state, person
-        self.inbox: queue.Queue = queue.Queue()
-        self.dropped = 0  # chunks dropped because Whisper fell more than MAX_PENDING_CHUNKS behind
-        self.error: BaseException | None = None
-        self.labels_text = DEFAULT_LABELS
-        self._thread = threading.Thread(target=self._run, name=f"speech-{state.session_id}", daemon=True)
-        self._thread.start()
-
-    def push(self, chunk: Any, labels_text: str) -> None:
-        self.labels_text = labels_text
-        if self.inbox.qsize() >= MAX_PENDING_CHUNKS:
-            try:
-                self.inbox.get_nowait()
-                self.dropped += 1
-            except queue.Empty:
-                pass
-        self.inbox.put(chunk)
-
-    def finish(self, labels_text: str, timeout_s: float = FINISH_TIMEOUT_S) -> None:
-        self.labels_text = labels_text
-        self.inbox.put(None)  # sentinel: flush and stop
-        self._thread.join(timeout_s)
-
-    def _run(self) -> None:
-        state = self.state
-        while True:
-            items = [self.inbox.get()]
-            while not self.inbox.empty():  # decode everything that arrived meanwhile in one go
-                items.append(self.inbox.get_nowait())
-            done = items[-1] is None
-            try:
-                for chunk in items:
-                    if chunk is not None:
-                        state.stream.insert_audio(chunk)
-                update = engines.asr_finish(state.stream) if done else engines.asr_process(state.stream)
-                _absorb(self.ctx, state, update, self.labels_text, self.person)
-            except Exception as e:  # shown to the user on their next chunk
-                self.error = e
-                return
-            if done:
-                return
 
 
 def process_chunk(ctx: AppContext, payload: tuple[int, np.ndarray] | None, labels_text: str,
@@ -150,22 +95,48 @@ def process_chunk(ctx: AppContext, payload: tuple[int, np.ndarray] | None, label
     Returns at once with what has been transcribed so far; decoding runs in the session's worker.
     """
     state = state if isinstance(state, SpeakState) else SpeakState()
+    if _chunk_seconds(payload) > MAX_CHUNK_S:
+        raise user_error(f"An audio chunk longer than {MAX_CHUNK_S:.0f} s was refused; the microphone sends "
+                         "short chunks. Upload long recordings with “Transcribe the recording”.")
     try:
         chunk = state.audio.push(payload)
     except CaptureError as e:
-        raise user_error(str(e), e) from e
+        raise user_error(f"This audio chunk cannot be used ({e}).", e) from e
     if state.worker is not None and state.worker.error is not None:
         error, state.worker, state.stream = state.worker.error, None, None
-        raise user_error(f"Transcription stopped: {error}. Start recording again.", error)
+        raise user_error(f"Transcription stopped ({type(error).__name__}). Start recording again.", error)
     if chunk is None:
         return _outputs(state)
     if state.worker is None:
         parse_labels(labels_text)  # bad classes: say so now, not after the first sentence
-        state.stream = engines.open_asr_stream(ctx)
-        state.worker = SpeechWorker(ctx, state, person)
+        person = clean_text(person, "name")
+        state.stream = speech_session.open_stream(ctx)
+        state.worker = SpeechWorker(state.stream, lambda update, labels: _absorb(ctx, state, update, labels, person),
+                                    state.session_id, labels_text)
     ctx.monitor.record_audio("speech", chunk.samples)
     state.worker.push(chunk, labels_text)
     return _outputs(state)
+
+
+def _chunk_seconds(payload: Any) -> float:
+    try:
+        return len(payload[1]) / float(payload[0])
+    except (TypeError, ValueError, IndexError, ZeroDivisionError):
+        return 0.0  # not a (rate, samples) pair: BrowserAudio.push says what is wrong
+
+
+def process_stream_chunk(ctx: AppContext, payload: tuple[int, np.ndarray] | None, labels_text: str,
+                         state: SpeakState | None, person: str = "") -> tuple[Any, ...]:
+    """The browser microphone's stream: like process_chunk, but a bad chunk (or bad classes) is
+    answered in the info box and the stream keeps running, instead of ending it with an error."""
+    import gradio as gr
+
+    state = state if isinstance(state, SpeakState) else SpeakState()
+    try:
+        return process_chunk(ctx, payload, labels_text, state, person)
+    except gr.Error as e:
+        committed, partial, probs, _, state = _outputs(state)
+        return committed, partial, probs, f"**{e.message}**", state
 
 
 def finish(ctx: AppContext, labels_text: str, state: SpeakState | None, person: str = ""):
@@ -187,7 +158,8 @@ def close(state: Any) -> None:
     """Session ended (Gradio's delete_callback): stop the worker thread."""
     worker = getattr(state, "worker", None)
     if worker is not None:
-        worker.inbox.put(None)
+        worker.stop()
+        state.worker, state.stream = None, None
 
 
 def process_file(ctx: AppContext, path: str | None, labels_text: str, person: str = "") -> tuple[str, str, dict | None, str]:
@@ -195,19 +167,20 @@ def process_file(ctx: AppContext, path: str | None, labels_text: str, person: st
     if not path:
         raise user_error("Choose an audio file first.")
     parse_labels(labels_text)  # fail early on bad classes, before minutes of decoding
-    samples = engines.read_audio_file(Path(path))
+    person = clean_text(person, "name")
+    samples = read_audio_file(path)
     if float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) < 1e-4:
         raise user_error("This recording is silent: nothing to transcribe. Check the microphone and record again.")
     state = SpeakState()
-    state.stream = engines.open_asr_stream(ctx)
+    state.stream = speech_session.open_stream(ctx)
     from capture.items import AUDIO_SAMPLE_RATE, AudioChunk
 
     step = AUDIO_SAMPLE_RATE  # feed 1 s chunks, like a live stream
     for start in range(0, len(samples), step):
         piece = samples[start:start + step]
         chunk = AudioChunk(piece, AUDIO_SAMPLE_RATE, start / AUDIO_SAMPLE_RATE, source=f"file:{Path(path).name}")
-        _absorb(ctx, state, engines.asr_step(state.stream, chunk), labels_text, person)
-    committed, partial, probs, info, _ = _absorb(ctx, state, engines.asr_finish(state.stream), labels_text, person)
+        _absorb(ctx, state, speech_session.step(state.stream, chunk), labels_text, person)
+    committed, partial, probs, info, _ = _absorb(ctx, state, speech_session.finish(state.stream), labels_text, person)
     if not committed.strip():
         raise user_error("No speech found in this recording (only silence or noise). Speak closer to the microphone.")
     return committed, partial, probs, info

@@ -14,13 +14,18 @@ from typing import Any, Callable
 
 import numpy as np
 
-from demos import engines
-from demos.handlers import AppContext, user_error
+from demos import vision_session
+from demos.context import AppContext, user_error
+from demos.deployed import DeployError
+from demos.inputs import MAX_PHRASE_CHARS, check_int, clean_text
 
 TASKS = ("image", "landmarks", "text", "tabular")
 SPLITS = ("grouped:person", "grouped:session", "random", "time:3")
 COUNT_COLUMNS = ["class", "person", "samples"]
-MONITOR_PIPELINE = {"image": engines.TEAM_IMAGE, "landmarks": engines.TEAM_SIGN, "text": "speech",
+SAMPLE_COLUMNS = ["id", "label", "person", "session", "captured", "content"]
+MAX_SAMPLE_ROWS = 500  # newest samples listed in the tab
+MAX_EPOCHS = 200
+MONITOR_PIPELINE = {"image": vision_session.TEAM_IMAGE, "landmarks": vision_session.TEAM_SIGN, "text": "speech",
                     "tabular": "questions"}  # the Monitor's name for the live pipeline using each task's model
 BASELINE_FILE = "validation_outputs.npz"  # written next to the bundle by the Train tab
 FACE_CROP_PX = 224  # side of the face crops saved as image samples (what LearnerPipeline feeds a team model)
@@ -51,11 +56,11 @@ def capture_frame(ctx: AppContext, task: str, webcam_state: Any, label: str, per
         raise user_error("Start the camera in the Webcam tab first: there is no frame to save.")
     if task == "image":
         faces = [p.box for p in getattr(webcam_state, "last_predictions", []) if p.box is not None]
-        image = engines.face_crop(frame, faces[0], FACE_CROP_PX) if faces else frame
+        image = vision_session.face_crop(frame, faces[0], FACE_CROP_PX) if faces else frame
         sample = ctx.samples.add_image(image, label, person=person, session=session)
         where = "face crop" if faces else "whole frame (no face found)"
     elif task == "landmarks":
-        features = engines.hand_features(frame)
+        features = vision_session.hand_features(frame)
         if features is None:
             raise user_error("No hand found in the last frame: hold one hand fully inside the picture.")
         sample = ctx.samples.add_landmarks(features, label, person=person, session=session)
@@ -68,7 +73,8 @@ def capture_frame(ctx: AppContext, task: str, webcam_state: Any, label: str, per
 def capture_text(ctx: AppContext, speak_state: Any, typed: str, label: str, person: str, session: str) -> str:
     """Save a typed phrase, else the last committed transcript, as a text sample."""
     label, person, session = _meta(label, person, session)
-    text = (typed or "").strip() or (getattr(speak_state, "last_text", "") or "").strip()
+    text = clean_text(typed, "phrase", MAX_PHRASE_CHARS) or clean_text(getattr(speak_state, "last_text", ""),
+                                                                       "transcript", MAX_PHRASE_CHARS)
     if not text:
         raise user_error("Type a phrase, or speak in the Speak tab first: there is no transcript to save.")
     sample = ctx.samples.add_text(text, label, person=person, session=session)
@@ -77,7 +83,7 @@ def capture_text(ctx: AppContext, speak_state: Any, typed: str, label: str, pers
 
 def train(ctx: AppContext, task: str, split: str, epochs: float | None = None,
           progress: Callable[..., Any] | None = None) -> tuple[str, str | None, str | None, str, str]:
-    """-> (summary, learning-curves png, reliability png, evidence markdown, new bundle path).
+    """-> (summary, learning-curves png, reliability png, evidence markdown, new bundle's name).
 
     progress(fraction, desc=...) is told each stage (gr.Progress in the page)."""
     from models.bundle import load_bundle
@@ -89,12 +95,15 @@ def train(ctx: AppContext, task: str, split: str, epochs: float | None = None,
 
     if task not in TASKS:
         raise user_error(f"Choose a task among {', '.join(TASKS)}.")
+    if split not in SPLITS:
+        raise user_error(f"Choose a validation split among {', '.join(SPLITS)}.")
+    epochs = check_int(epochs, "number of epochs", 1, MAX_EPOCHS)
     say = progress or (lambda *a, **k: None)
     say(0.02, desc="Reading the samples…")
     data = TaskData.from_store(ctx.samples, task)
     say(0.1, desc=f"Training on {len(data)} {task} samples ({split}, plus the other split for the leakage check)…")
     out = ctx.bundles_dir / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
-    fit = FitSettings(epochs=int(epochs)) if epochs else FitSettings()
+    fit = FitSettings(epochs=epochs)
     try:
         result = train_model(data, TrainSettings(task=task, split=split, fit=fit), out=out, plots_dir=out.with_suffix(".plots"))
     except (SplitError, StoreError, ValueError) as e:
@@ -121,7 +130,7 @@ def train(ctx: AppContext, task: str, split: str, epochs: float | None = None,
         evidence.append(f"> Warning: {w}")
     plots = result.plots
     return (f"```\n{result.summary()}\n```", str(plots["learning_curves"]), str(plots["reliability"]),
-            "\n\n".join(evidence), str(result.bundle))
+            "\n\n".join(evidence), Path(result.bundle).name)
 
 
 def _save_baseline(result: Any, bundle: Path) -> None:
@@ -133,30 +142,94 @@ def _save_baseline(result: Any, bundle: Path) -> None:
     np.savez(bundle / BASELINE_FILE, confidence=probs.max(axis=1), entropy=entropy)
 
 
-def deploy(ctx: AppContext, task: str, bundle_path: str) -> str:
-    if not bundle_path:
-        raise user_error("Train a model first (or there is nothing to deploy).")
+def deploy(ctx: AppContext, task: str, name: str | None) -> str:
+    """Make the bundle `name` (chosen from the app's bundles folder) live in the tabs, open sessions too."""
+    from models.bundle import BundleError
+
+    if task not in TASKS:
+        raise user_error(f"Choose a task among {', '.join(TASKS)}.")
+    if not name:
+        raise user_error("Train a model first, or choose one from the list of models.")
     try:
-        ctx.deploy(task, Path(bundle_path))
-    except Exception as e:
-        raise user_error(f"Could not deploy {bundle_path}: {e}. The previous model stays live.", e) from e
-    baseline = Path(bundle_path) / BASELINE_FILE
+        bundle = ctx.deploy(task, str(name))
+    except (DeployError, BundleError) as e:
+        raise user_error(f"{e} The previous model stays live.", e) from e
+    except Exception as e:  # a broken bundle: say so without the server's paths
+        raise user_error(f"{str(name)[:80]} could not be loaded ({type(e).__name__}); the previous model stays "
+                         "live. Retrain it.", e) from e
+    baseline = bundle.root / BASELINE_FILE
     if baseline.exists():  # drift of the live outputs is then measured against validation
         values = np.load(baseline)
         for stat in ("confidence", "entropy"):
             ctx.monitor.set_baseline(f"{MONITOR_PIPELINE[task]}/{stat}", values[stat])
     where = {"image": "Webcam tab ('team image model')", "landmarks": "Webcam tab ('team sign model')",
              "text": "Speak tab", "tabular": "Questions tab"}[task]
-    return f"Deployed **{Path(bundle_path).name}**: live now in the {where}."
+    return f"Deployed **{bundle.root.name}**: live now in the {where}, for sessions already open too."
+
+
+def bundle_choices(ctx: AppContext, task: str) -> list[str]:
+    """Deployable models of `task` in the app's bundles folder, newest first."""
+    return ctx.deployed.names(task) if task in TASKS else []
+
+
+def sample_rows(ctx: AppContext, task: str, limit: int = MAX_SAMPLE_ROWS) -> list[list]:
+    """The newest samples of `task` (kind), for the table the user relabels and deletes from."""
+    if task not in TASKS:
+        return []
+    rows = []
+    for s in reversed(ctx.samples.samples(task)[-limit:]):
+        content = s.path.name if s.path is not None else str(s.payload)
+        rows.append([s.id, s.label, s.person, s.session, time.strftime("%Y-%m-%d %H:%M", time.localtime(s.captured_at)),
+                     content[:80]])
+    return rows
+
+
+def relabel_sample(ctx: AppContext, sample_id: str, label: str, who: str) -> str:
+    """Give sample `sample_id` a new label; `who` (the name at the top of the page) is recorded."""
+    from train.samples import StoreError
+
+    sample_id, who = _sample_id(sample_id), _who(who)
+    label = clean_text(label, "new label", required=True)
+    try:
+        ctx.samples.relabel(sample_id, label, by=who)
+    except StoreError as e:
+        raise user_error(str(e), e) from e
+    return f"Sample {sample_id} relabelled **{label}** by {who}."
+
+
+def delete_sample(ctx: AppContext, sample_id: str, who: str) -> str:
+    """Remove sample `sample_id` (and its file); `who` is recorded."""
+    from train.samples import StoreError
+
+    sample_id, who = _sample_id(sample_id), _who(who)
+    try:
+        ctx.samples.remove(sample_id, by=who)
+    except StoreError as e:
+        raise user_error(str(e), e) from e
+    return f"Sample {sample_id} deleted by {who}."
+
+
+def _sample_id(value: Any) -> str:
+    sample_id = clean_text(value, "sample id", 64)
+    if not sample_id:
+        raise user_error("Click a row of the samples table (or type a sample id) first.")
+    return sample_id
+
+
+def _who(value: Any) -> str:
+    who = clean_text(value, "name")
+    if not who:
+        raise user_error("Type your name at the top: changes to samples record who made them.")
+    return who
 
 
 def _meta(label: str, person: str, session: str) -> tuple[str, str, str]:
-    label, person = (label or "").strip(), (person or "").strip()
+    label, person = clean_text(label, "label"), clean_text(person, "name")
     if not label:
         raise user_error("Type the label (class) of this sample first.")
     if not person:
         raise user_error("Type your name at the top: samples are grouped by person so validation is honest.")
-    return label, person, (session or "").strip() or time.strftime("%Y-%m-%d")
+    return label, person, clean_text(session, "session name") or time.strftime("%Y-%m-%d")
 
 
 def build(ctx: AppContext, webcam_state: Any, speak_state: Any, person: Any) -> Any:
@@ -177,31 +250,57 @@ def build(ctx: AppContext, webcam_state: Any, speak_state: Any, person: Any) -> 
         text_btn = gr.Button("Add phrase / transcript")
     msg = gr.Markdown(elem_id="train-msg")
     counts = gr.Dataframe(headers=COUNT_COLUMNS, interactive=False, label="Samples per class and person")
+    with gr.Accordion("Samples: relabel or delete", open=False):
+        samples = gr.Dataframe(headers=SAMPLE_COLUMNS, interactive=False, label="Newest first",
+                               elem_id="train-samples")
+        with gr.Row():
+            sample_id = gr.Textbox(label="Sample id (click a row)", max_lines=1, elem_id="train-sample-id")
+            new_label = gr.Textbox(label="New label", max_lines=1, elem_id="train-new-label")
+            relabel_btn = gr.Button("Relabel", elem_id="train-relabel")
+            delete_btn = gr.Button("Delete", variant="stop", elem_id="train-delete")
+        sample_msg = gr.Markdown(elem_id="train-sample-msg")
     with gr.Row():
         split = gr.Dropdown(list(SPLITS), value=SPLITS[0], label="Validation split", elem_id="train-split")
-        epochs = gr.Number(label="Epochs (empty = default)", precision=0)
+        epochs = gr.Number(label=f"Epochs (empty = default, at most {MAX_EPOCHS})", precision=0,
+                           minimum=1, maximum=MAX_EPOCHS)
         train_btn = gr.Button("Train", variant="primary", elem_id="train-run")
     summary = gr.Markdown()
     with gr.Row():
         curves = gr.Image(label="Learning curves", type="filepath")
         reliability = gr.Image(label="Reliability (before / after calibration)", type="filepath")
     evidence = gr.Markdown()
-    bundle_path = gr.Textbox(label="New model", interactive=False)
-    deploy_btn = gr.Button("Deploy to the live tabs", elem_id="train-deploy")
+    with gr.Row():
+        model = gr.Dropdown(bundle_choices(ctx, "image"), value=None, label="Model to deploy (trained here, newest first)",
+                            elem_id="train-model")
+        deploy_btn = gr.Button("Deploy to the live tabs", elem_id="train-deploy")
     deployed = gr.Markdown()
 
-    def show_counts(t):
-        return counts_rows(ctx, t)
+    def show_task(t):
+        return counts_rows(ctx, t), sample_rows(ctx, t), gr.Dropdown(choices=bundle_choices(ctx, t), value=None)
 
-    task.change(show_counts, [task], [counts], **hidden)
+    def show_samples(t):
+        return counts_rows(ctx, t), sample_rows(ctx, t)
+
+    def pick_sample(evt: gr.SelectData, rows):
+        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        return rows.iloc[row, 0] if hasattr(rows, "iloc") else rows[row][0]
+
+    task.change(show_task, [task], [counts, samples, model], **hidden)
     cam_btn.click(bind(capture_frame, ctx), [task, webcam_state, label, person, session], [msg], **hidden).then(
-        show_counts, [task], [counts], **hidden)
+        show_samples, [task], [counts, samples], **hidden)
     text_btn.click(bind(capture_text, ctx), [speak_state, typed, label, person, session], [msg], **hidden).then(
-        show_counts, [task], [counts], **hidden)
-    def run_training(t, s, e, progress=gr.Progress()):
-        return train(ctx, t, s, e, progress)
+        show_samples, [task], [counts, samples], **hidden)
+    samples.select(pick_sample, [samples], [sample_id], **hidden)
+    relabel_btn.click(bind(relabel_sample, ctx), [sample_id, new_label, person], [sample_msg],
+                      api_name="sample_relabel").then(show_samples, [task], [counts, samples], **hidden)
+    delete_btn.click(bind(delete_sample, ctx), [sample_id, person], [sample_msg],
+                     api_name="sample_delete").then(show_samples, [task], [counts, samples], **hidden)
 
-    train_btn.click(run_training, [task, split, epochs], [summary, curves, reliability, evidence, bundle_path],
+    def run_training(t, s, e, progress=gr.Progress()):
+        *shown, name = train(ctx, t, s, e, progress)
+        return *shown, gr.Dropdown(choices=bundle_choices(ctx, t), value=name)
+
+    train_btn.click(run_training, [task, split, epochs], [summary, curves, reliability, evidence, model],
                     concurrency_limit=1, concurrency_id="train", api_name="train")
-    deploy_btn.click(bind(deploy, ctx), [task, bundle_path], [deployed], api_name="deploy")
+    deploy_btn.click(bind(deploy, ctx), [task, model], [deployed], api_name="deploy")
     return counts

@@ -17,8 +17,10 @@ import numpy as np
 
 from capture.browser import BrowserVideo
 from capture.source import CaptureError
-from demos import engines
-from demos.handlers import AppContext, new_session_id, user_error
+from demos import vision_session
+from demos.context import AppContext, new_session_id, user_error
+from demos.inputs import clean_text, read_image_file
+from demos.vision_session import VisionSession
 from models.prediction import Prediction
 
 FPS_WINDOW = 30  # results over which fps and latency are shown
@@ -31,8 +33,7 @@ class WebcamState:
     """One browser tab's webcam session (lives in that user's gr.State)."""
 
     session_id: str = field(default_factory=new_session_id)
-    task: str = ""
-    pipeline: Any = None  # per-session pipeline (face/hand tracks are per user)
+    vision: VisionSession | None = None  # per-session pipeline (face/hand tracks) on the hub's shared model
     video: BrowserVideo = field(default_factory=BrowserVideo)  # numbers and timestamps browser frames
     result_times_s: deque = field(default_factory=lambda: deque(maxlen=FPS_WINDOW))
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=FPS_WINDOW))
@@ -48,16 +49,28 @@ class WebcamState:
 
 
 def task_choices(ctx: AppContext) -> list[str]:
-    return engines.vision_tasks(ctx)
+    return vision_session.vision_tasks(ctx)
+
+
+def close_state(state: Any) -> None:
+    """A user's session ended (Gradio's delete_callback): free its per-session pipeline."""
+    vision = getattr(state, "vision", None)
+    if vision is not None:
+        vision.close()
+        state.vision = None
 
 
 def process_frame(
-    ctx: AppContext, frame: np.ndarray | None, task: str, state: WebcamState | None, person: str = ""
+    ctx: AppContext, frame: np.ndarray | str | None, task: str, state: WebcamState | None, person: str = ""
 ) -> tuple[np.ndarray | None, dict[str, float] | None, str, WebcamState]:
-    """One webcam frame -> (annotated frame, top prediction's probabilities, summary, state)."""
+    """One webcam frame (an RGB array, or an image file sent through the API) -> (annotated frame,
+    top prediction's probabilities, summary, state)."""
     state = state if isinstance(state, WebcamState) else WebcamState()
     if frame is None:
         return None, None, "Waiting for the camera…", state
+    if isinstance(frame, (str, Path)):
+        frame = read_image_file(frame)
+    person = clean_text(person, "name")
     if not state.lock.acquire(timeout=SESSION_WAIT_S):
         raise user_error("This session is still busy with earlier frames; the frame was dropped.")
     try:
@@ -72,12 +85,9 @@ def _process_locked(ctx: AppContext, frame: np.ndarray, task: str, state: Webcam
     except CaptureError as e:
         raise user_error(str(e), e) from e
     image = item.image
-    if state.pipeline is None or state.task != task:
-        engines.close_quietly(state.pipeline)
-        state.pipeline, state.task = None, ""
-        state.pipeline, state.task = engines.open_vision(ctx, task), task
+    state.vision = vision_session.current_session(ctx, state.vision, task)
     started = time.monotonic()
-    predictions = engines.run_vision(state.pipeline, image, item.timestamp_s)
+    predictions = vision_session.run(state.vision, image, item.timestamp_s)
     latency_ms = (time.monotonic() - started) * 1000.0
     state.result_times_s.append(time.monotonic())
     state.latencies_ms.append(latency_ms)
@@ -87,9 +97,9 @@ def _process_locked(ctx: AppContext, frame: np.ndarray, task: str, state: Webcam
     ctx.monitor.record_timing(pipeline_name, latency_ms)
     for p in predictions:
         if ctx.settings.review.needs_review(p):  # crop only what goes to the queue
-            crop = engines.face_crop(image, p.box, REVIEW_CROP_PX) if p.box is not None else image
+            crop = vision_session.face_crop(image, p.box, REVIEW_CROP_PX) if p.box is not None else image
             ctx.review.offer(task, p, crop, person=person or None, session=state.session_id)
-    annotated = engines.draw(image, predictions)
+    annotated = vision_session.draw(image, predictions)
     return annotated, _label(predictions), summary(predictions, state), state
 
 
@@ -97,13 +107,26 @@ def process_upload(ctx: AppContext, path: str | None, task: str, person: str = "
     """An uploaded photo through the same pipeline (a fresh session: no tracking across photos)."""
     if not path:
         raise user_error("Choose an image file first.")
-    image = engines.read_image_file(Path(path))
+    image = read_image_file(path)
     state = WebcamState()
     try:
         annotated, label, text, _ = process_frame(ctx, image, task, state, person)
     finally:
-        engines.close_quietly(state.pipeline)
+        close_state(state)
     return annotated, label, text
+
+
+def process_stream_frame(ctx: AppContext, frame: np.ndarray | None, task: str, state: WebcamState | None,
+                         person: str = "") -> tuple[Any, Any, str, WebcamState]:
+    """The browser camera's stream: like process_frame, but a bad frame is answered in the info box
+    (the stream keeps running on the next frame) instead of ending the stream with an error."""
+    import gradio as gr
+
+    state = state if isinstance(state, WebcamState) else WebcamState()
+    try:
+        return process_frame(ctx, frame, task, state, person)
+    except gr.Error as e:
+        return gr.skip(), gr.skip(), f"**{e.message}**", state
 
 
 def explain_last(ctx: AppContext, state: WebcamState | None) -> tuple[np.ndarray | None, str]:
@@ -112,7 +135,8 @@ def explain_last(ctx: AppContext, state: WebcamState | None) -> tuple[np.ndarray
 
     if not isinstance(state, WebcamState) or state.last_frame is None:
         raise user_error("Start the camera (or run a photo) first: there is no frame to explain yet.")
-    return explain.explain_frame(state.pipeline, state.last_frame, state.last_predictions)
+    pipeline = state.vision.pipeline if state.vision is not None else None
+    return explain.explain_frame(pipeline, state.last_frame, state.last_predictions)
 
 
 def summary(predictions: list[Prediction], state: WebcamState) -> str:
@@ -141,26 +165,34 @@ def _label(predictions: list[Prediction]) -> dict[str, float] | None:
 
 
 def local_camera(ctx: AppContext, spec: str, task: str, person: str = ""):
-    """This machine's camera (index), a stream URL or a video file through the same pipeline.
+    """This machine's camera (by number) through the same pipeline.
 
     A generator: Gradio shows each annotated frame as it is yielded; the Stop button cancels it.
-    For the person at the machine (a teammate's browser camera goes through the Camera box).
+    For the person at the machine (a teammate's browser camera goes through the Camera box): off when
+    the page is served to others, and never a file path or URL (the CLI's `watch --source` reads those).
     Always the newest frame: older ones are dropped (and counted) by the capture source.
     """
     from capture.video import open_video
 
+    if not ctx.settings.local_camera:
+        raise user_error("This page is shared with others, so it does not open the server's own camera. "
+                         "Use the Camera box (your browser's camera) instead.")
+    spec = clean_text(spec, "camera", 10_000)
+    if not (spec.isdigit() and len(spec) <= 3):
+        raise user_error("Type this machine's camera number (0 is the first camera). Video files and stream "
+                         "URLs are read with `livelearner watch --source` on the server, not from the page.")
     state = WebcamState()
     deadline = time.monotonic() + ctx.settings.stream_time_limit_s
     try:
-        with open_video((spec or "0").strip()) as source:
+        with open_video(spec) as source:
             while time.monotonic() < deadline:
                 item = source.read_latest()
-                if item is None:  # end of a video file
+                if item is None:  # the camera stopped sending
                     break
                 annotated, label, text, state = process_frame(ctx, item.image, task, state, person)
                 stats = source.stats()
                 yield annotated, label, f"{text}\n\ncamera {stats.capture_fps:.0f} fps · {stats.dropped} stale frames dropped"
-    except (CaptureError, OSError) as e:  # no such camera or file, or the device stopped answering
-        raise user_error(f"Local camera {spec!r}: {e}", e) from e
+    except (CaptureError, OSError) as e:  # no such camera, or the device stopped answering
+        raise user_error(f"Camera {spec} could not be read: check that it is connected and not in use.", e) from e
     finally:
-        engines.close_quietly(state.pipeline)
+        close_state(state)

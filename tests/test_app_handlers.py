@@ -1,4 +1,8 @@
-"""Tab handlers as plain functions on real models and real photos (no browser)."""
+"""Tab handlers as plain functions on real models and real photos (no browser).
+
+Each test makes the state it checks (its own frames, its own app folder where it writes), so it
+passes or fails on its own, in any order.
+"""
 from __future__ import annotations
 
 import gradio as gr
@@ -7,16 +11,19 @@ import pytest
 from skimage import data
 
 from demos import tab_monitor, tab_questions, tab_review, tab_train, tab_webcam
-from demos.handlers import AppContext, AppSettings
+from demos.context import AppContext, AppSettings
 from demos.review import ReviewSettings
 
 
-@pytest.fixture(scope="module")
-def ctx(tmp_path_factory):
+def make_ctx(folder, accept_at: float = 0.99) -> AppContext:
     # accept only at 0.99 so that a clearly smiling astronaut (p ~ 0.97) still goes to review
-    settings = AppSettings(data_dir=tmp_path_factory.mktemp("app"), preload=(),
-                           review=ReviewSettings(accept_at=0.99, min_interval_s=0.0))
+    settings = AppSettings(data_dir=folder, preload=(), review=ReviewSettings(accept_at=accept_at, min_interval_s=0.0))
     return AppContext(settings)
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    return make_ctx(tmp_path / "app")
 
 
 def test_webcam_frames_give_tracked_predictions_review_items_and_stats(ctx):
@@ -27,27 +34,29 @@ def test_webcam_frames_give_tracked_predictions_review_items_and_stats(ctx):
     assert annotated.shape == photo.shape and not np.array_equal(annotated, photo)  # box drawn
     assert max(probs, key=probs.get) == "happy" and sum(probs.values()) == pytest.approx(1.0)
     assert "happy" in info and "results/s" in info
-    assert state.last_predictions[0].track_id == state.last_predictions[-1].track_id
+    assert len(state.last_predictions) == 1 and state.last_predictions[0].track_id is not None
     items = ctx.review.pending(task="emotion")
-    assert items and items[0].person == "eileen" and items[0].load_input().shape == (224, 224, 3)
+    assert len(items) == 5 and items[0].person == "eileen" and items[0].load_input().shape == (224, 224, 3)
     assert ctx.monitor.drift("emotion/brightness").n_reference == 5
     heat, text = tab_webcam.explain_last(ctx, state)
     assert heat.shape == photo.shape and "happy" in text
+    alarm, drift, _, _, timing = tab_monitor.refresh(ctx)
+    assert "drift" in alarm.lower()
+    assert any(row[0] == "emotion/brightness" for row in drift)
+    assert [row[-1] for row in timing if row[0] == "emotion"] == [5]
 
 
-def test_local_camera_replays_a_video_file(ctx, tmp_path):
-    import cv2
-
-    path = tmp_path / "face.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (512, 512))
-    for _ in range(15):
-        writer.write(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
-    writer.release()
-    outputs = list(tab_webcam.local_camera(ctx, str(path), "emotion"))
-    assert outputs and all(max(p, key=p.get) == "happy" for _, p, _ in outputs)
-    assert "fps" in outputs[-1][2]
-    with pytest.raises(gr.Error, match="not found"):
-        list(tab_webcam.local_camera(ctx, str(tmp_path / "missing.mp4"), "emotion"))
+def test_local_camera_takes_only_a_camera_number(ctx, tmp_path):
+    video = tmp_path / "face.avi"
+    video.write_bytes(b"not read")
+    for spec in (str(video), "http://example.com/stream", "../../etc/passwd"):
+        with pytest.raises(gr.Error, match="camera number"):
+            list(tab_webcam.local_camera(ctx, spec, "emotion"))
+    with pytest.raises(gr.Error, match="Camera 97 could not be read"):
+        list(tab_webcam.local_camera(ctx, "97", "emotion"))
+    shared = AppContext(AppSettings(data_dir=tmp_path / "shared", preload=(), local_camera=False))
+    with pytest.raises(gr.Error, match="shared with others"):
+        list(tab_webcam.local_camera(shared, "0", "emotion"))
 
 
 def test_no_face_and_bad_uploads_are_clear(ctx, tmp_path):
@@ -56,18 +65,29 @@ def test_no_face_and_bad_uploads_are_clear(ctx, tmp_path):
     assert probs is None and "No face" in info
     bogus = tmp_path / "notes.jpg"
     bogus.write_text("this is not an image")
-    with pytest.raises(gr.Error, match="not an image"):
+    with pytest.raises(gr.Error, match="not a readable image") as e:
         tab_webcam.process_upload(ctx, str(bogus), "emotion")
+    assert str(tmp_path) not in e.value.message  # the server's folders are nobody's business
     with pytest.raises(gr.Error, match="Unknown task"):
         tab_webcam.process_frame(ctx, cat, "astrology", None)
+    with pytest.raises(gr.Error, match="No team sign model is deployed"):
+        tab_webcam.process_frame(ctx, cat, "team sign model", None)
     with pytest.raises(gr.Error, match="no frame"):
         tab_webcam.explain_last(ctx, None)
 
 
+def test_stream_keeps_answering_after_a_bad_frame(ctx):
+    state = None
+    _, _, info, state = tab_webcam.process_stream_frame(ctx, np.zeros((1, 1, 3), np.uint8), "emotion", state)
+    assert info.startswith("**") and "too small" in info  # the project's message, in the info box
+    _, probs, info, state = tab_webcam.process_stream_frame(ctx, data.astronaut(), "emotion", state)
+    assert max(probs, key=probs.get) == "happy"  # the same session goes on
+
+
 def test_review_tab_resolves_into_a_training_sample(ctx):
-    photo = data.astronaut()
-    tab_webcam.process_frame(ctx, photo, "emotion", None, "eileen")
+    tab_webcam.process_frame(ctx, data.astronaut(), "emotion", None, "eileen")
     rows = tab_review.queue_rows(ctx)
+    assert len(rows) == 1
     item_id = rows[0][0]
     image, audio, text, probs, desc, classes = tab_review.show_item(ctx, item_id)
     assert image.shape == (224, 224, 3) and "happy" in classes and "model says" in desc
@@ -75,8 +95,7 @@ def test_review_tab_resolves_into_a_training_sample(ctx):
         tab_review.resolve(ctx, item_id, "", "")
     msg = tab_review.resolve(ctx, item_id, "ravi", "neutral")
     assert "corrected to **neutral** by ravi" in msg
-    sample_id = ctx.review.get(item_id).sample_id
-    sample = ctx.samples.get(sample_id)
+    sample = ctx.samples.get(ctx.review.get(item_id).sample_id)
     assert (sample.kind, sample.label, sample.person) == ("image", "neutral", "eileen")
     assert "ravi" in tab_review.queue_summary(ctx)
     with pytest.raises(gr.Error, match="already"):
@@ -101,16 +120,15 @@ def test_questionnaire_validation_training_and_classification(ctx):
                 tab_questions.save_sample(ctx, *values.tolist(), label=kind, person=person)
     with pytest.raises(gr.Error, match="person"):
         tab_questions.save_sample(ctx, *answers, label="x", person="")
-    summary, curves, reliability, evidence, bundle = tab_train.train(ctx, "tabular", "grouped:person", 10)
-    assert "grouped" in evidence and "Diagnosis" in evidence and bundle
-    assert "Deployed" in tab_train.deploy(ctx, "tabular", bundle)
+    for bad_epochs in (0, -3, 1e9, 2.5, float("nan"), "ten"):
+        with pytest.raises(gr.Error, match="epochs"):
+            tab_train.train(ctx, "tabular", "grouped:person", bad_epochs)
+    summary, curves, reliability, evidence, name = tab_train.train(ctx, "tabular", "grouped:person", 10)
+    assert "grouped" in evidence and "Diagnosis" in evidence
+    assert tab_train.bundle_choices(ctx, "tabular") == [name] and tab_train.bundle_choices(ctx, "image") == []
+    assert "live now" in tab_train.deploy(ctx, "tabular", name)
     assert ctx.monitor.drift("questions/confidence").reference_source == "validation"
     probs, text = tab_questions.classify(ctx, *[5, 2, 5, 3, 2, 4, 1, 3])
     assert max(probs, key=probs.get) == "outgoing" and "decision" in text
-
-
-def test_monitor_refresh_renders(ctx):
-    alarm, drift, fig1, fig2, timing = tab_monitor.refresh(ctx)
-    assert "drift" in alarm.lower()
-    assert any(row[0] == "emotion/brightness" for row in drift)
-    assert any(row[0] == "emotion" for row in timing)
+    restarted = make_ctx(ctx.settings.data_dir)  # the deployed model survives a restart
+    assert restarted.bundle("tabular") is not None and restarted.bundle("tabular").root.name == name

@@ -64,7 +64,7 @@ def test_model_hub_loads_once_across_threads_and_reports_failures():
     import threading
     import time
 
-    from demos.handlers import ModelHub
+    from demos.context import ModelHub
 
     calls = []
 

@@ -7,7 +7,7 @@ import pytest
 import soundfile
 
 from demos import tab_speak
-from demos.handlers import AppContext, AppSettings
+from demos.context import AppContext, AppSettings
 from demos.review import ReviewSettings
 from models.prediction import Decision, make_prediction
 

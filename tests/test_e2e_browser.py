@@ -71,7 +71,7 @@ def browser(tmp_path, spoken):
 @pytest.fixture
 def app(tmp_path):
     from demos.app import build_demo
-    from demos.handlers import AppSettings
+    from demos.context import AppSettings
     from demos.review import ReviewSettings
 
     # accept only at certainty: the smiling astronaut (p ~ 0.99) is then routed to review

@@ -1,15 +1,15 @@
-"""What every tab of the page shares: settings, the per-process context, lazy model loading.
+"""What every tab of the page shares: settings, the loaded models (ModelHub), the per-process context.
 
 The page comes up in seconds because nothing here loads a model at import or at build time:
 `ModelHub.get(name)` loads on first use, once per process, under a lock per model, and records
-its progress so the page can show "loading whisper-tiny.en (3 s)". Models are shared by every
-user (read-only weights, thread-safe inference); anything that carries state across frames or
-chunks (face tracks, the streaming transcriber's buffer) is created per user session and lives
-in that user's `gr.State`.
+its progress so the page can show "loading whisper-tiny.en (3 s)". The hub holds every loaded
+model (read-only weights, shared by all users); a user's session (demos/vision_session.py,
+demos/speech_session.py) holds only its own state (face tracks, the transcriber's buffer) and is
+built from the hub's models. Deploying a team model replaces its hub entry and raises that
+entry's generation; open sessions notice on their next frame and rebuild their cheap state.
 """
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from demos.deployed import LIVE_VISION_NAME, DeployedModels
 from demos.monitor import Monitor, MonitorSettings
 from demos.review import ReviewQueue, ReviewSettings
 
@@ -41,8 +42,17 @@ class AppSettings:
     cache_delete: tuple[int, int] = (300, 600)  # (every s, older than s): Gradio's temporary files removed
     asr_model: str = "tiny.en"  # Whisper model of the streaming transcriber ("tiny.en", "base", a .pt path)
     preload: tuple[str, ...] = ("emotion",)  # models loaded in the background right after start
+    local_camera: bool = True  # the page may open this machine's camera (off when served to others)
     review: ReviewSettings = ReviewSettings()
     monitor: MonitorSettings = MonitorSettings()
+
+
+@dataclass(frozen=True)
+class VisionModel:
+    """A hub entry for a vision task: the shared model and the pipeline spec sessions build from it."""
+
+    spec: str  # models.pipelines.build_pipeline's task: "emotion", "sign", "sign:DIR", an image bundle folder
+    shared: Any  # models.pipelines.SharedVision: weights and graphs every session of this task uses
 
 
 @dataclass
@@ -54,13 +64,19 @@ class LoadStatus:
 
 
 class ModelHub:
-    """Lazy, thread-safe, load-once registry of shared models (name -> loader)."""
+    """Lazy, thread-safe, load-once registry of shared models (name -> loader).
+
+    `loads[name]` counts loader runs (one per process, plus one per replacement); `generation(name)`
+    rises each time an entry is replaced, so sessions built from the old model can tell.
+    """
 
     def __init__(self, loaders: dict[str, Callable[[], Any]]):
         self._loaders = dict(loaders)
         self._models: dict[str, Any] = {}
         self._status: dict[str, LoadStatus] = {name: LoadStatus() for name in loaders}
         self._locks: dict[str, threading.Lock] = {name: threading.Lock() for name in loaders}
+        self._generations: dict[str, int] = {name: 0 for name in loaders}
+        self.loads: dict[str, int] = {name: 0 for name in loaders}
 
     def get(self, name: str) -> Any:
         if name in self._models:
@@ -72,6 +88,7 @@ class ModelHub:
                 return self._models[name]
             status = self._status[name]
             status.state, status.started_s, status.error = "loading", time.monotonic(), ""
+            self.loads[name] += 1
             try:
                 model = self._loaders[name]()
             except Exception as e:
@@ -81,6 +98,16 @@ class ModelHub:
             status.state, status.seconds = "ready", time.monotonic() - status.started_s
             self._models[name] = model
             return model
+
+    def generation(self, name: str) -> int:
+        return self._generations[name]
+
+    def replace(self, name: str) -> None:
+        """Forget `name`'s model (its loader reads the new one on next use) and raise its generation."""
+        with self._locks[name]:
+            self._models.pop(name, None)
+            self._status[name] = LoadStatus()
+            self._generations[name] += 1
 
     def status_markdown(self) -> str:
         parts = []
@@ -108,11 +135,70 @@ class ModelHub:
         return thread
 
 
+class HubEmbedder:
+    """The hub's one MiniLM behind `encode`, loaded on first use: what deployed text bundles embed with."""
+
+    def __init__(self, hub: ModelHub):
+        self._hub = hub
+
+    def encode(self, texts: list[str]) -> Any:
+        return self._hub.get("text-embedder").encode(texts)
+
+
+def hub_loaders(settings: AppSettings, deployed: DeployedModels) -> dict[str, Callable[[], Any]]:
+    """The ModelHub's table: every model the page uses, each loaded once per process."""
+
+    def builtin_vision(task: str) -> Callable[[], VisionModel]:
+        def load() -> VisionModel:
+            from models.pipelines import load_shared
+
+            shared = load_shared(task)
+            use_app_policy(shared.classifier, settings)
+            return VisionModel(task, shared)
+
+        return load
+
+    def team_vision(task: str) -> Callable[[], VisionModel]:
+        def load() -> VisionModel:
+            from models.pipelines import load_shared
+
+            bundle = deployed.bundle(task)
+            if bundle is None:
+                raise LookupError(f"no {task} model is deployed")
+            spec = str(bundle.root) if task == "image" else f"sign:{bundle.root}"
+            shared = load_shared(spec, bundle=bundle)
+            use_app_policy(shared.classifier, settings)
+            return VisionModel(spec, shared)
+
+        return load
+
+    def asr() -> Any:
+        from models.transcriber import Transcriber, TranscriberSettings
+
+        return Transcriber(TranscriberSettings(model=settings.asr_model))
+
+    def text_embedder() -> Any:
+        from models.embeddings import load_text_embedder
+
+        return load_text_embedder()
+
+    loaders: dict[str, Callable[[], Any]] = {"emotion": builtin_vision("emotion"), "sign": builtin_vision("sign")}
+    loaders.update({name: team_vision(task) for task, name in LIVE_VISION_NAME.items()})
+    loaders.update({"asr": asr, "text-embedder": text_embedder})
+    return loaders
+
+
+def use_app_policy(model: Any, settings: AppSettings) -> None:
+    """Route `model`'s predictions with the app's policy (`--accept-at`), so what the page draws and what
+    the Review tab queues follow the same thresholds, whatever the model was saved with."""
+    if hasattr(model, "policy"):
+        model.policy = settings.review.policy
+
+
 class AppContext:
     """Everything shared by every user of one running app."""
 
     def __init__(self, settings: AppSettings, hub: ModelHub | None = None):
-        from demos import engines
         from train.samples import SampleStore
 
         self.settings = settings
@@ -124,54 +210,37 @@ class AppContext:
         self.samples = SampleStore(data_dir / "samples")
         self.review = ReviewQueue(data_dir / "review", settings.review)
         self.monitor = Monitor(settings.monitor)
-        self.bundles_dir = data_dir / "bundles"
-        self.bundles_dir.mkdir(exist_ok=True)
-        self.hub = hub if hub is not None else ModelHub(engines.loaders(settings))
-        self._slots: dict[str, Any] = {}  # task -> models.bundle.BundleSlot of the deployed team model
-        self._deploy_lock = threading.Lock()
-        self._load_deployed()
+        self.deployed = DeployedModels(data_dir / "bundles")
+        self.bundles_dir = self.deployed.root
+        self.hub = hub if hub is not None else ModelHub(hub_loaders(settings, self.deployed))
+        self.embedder = HubEmbedder(self.hub)
+        for task in self.deployed.restore():
+            self._went_live(task)
         # recover resolutions that did not reach the sample store (crash between the two writes)
         self.review.sync_samples(self.sample_from_review)
 
-    # --- deployed team models (hot-swappable) ------------------------------------------------
-
-    @property
-    def _deployed_file(self) -> Path:
-        return self.bundles_dir / "deployed.json"
-
-    def _load_deployed(self) -> None:
-        from models.bundle import BundleSlot
-
-        if not self._deployed_file.exists():
-            return
-        for task, path in json.loads(self._deployed_file.read_text()).items():
-            try:
-                slot = BundleSlot()
-                slot.swap(path)
-                self._slots[task] = slot
-            except Exception as e:  # a deleted or broken bundle must not stop the app
-                warnings.warn(f"Deployed {task} model at {path} could not be loaded ({e}); deploy another one.")
-
-    def bundle(self, task: str):
+    def bundle(self, task: str) -> Any:
         """The deployed team model for `task` ("image", "landmarks", "text", "tabular") or None."""
-        slot = self._slots.get(task)
-        return slot.current if slot is not None else None
+        return self.deployed.bundle(task)
 
-    def deploy(self, task: str, path: Path) -> None:
-        """Load the bundle at `path` and make it live (frames in flight finish on the old one)."""
-        from models.bundle import BundleSlot
+    def deploy(self, task: str, name: str) -> Any:
+        """Make the bundle `name` (a folder in bundles/) live for every session, open ones included.
 
-        with self._deploy_lock:
-            slot = self._slots.get(task) or BundleSlot()
-            slot.swap(path)  # raises BundleError and keeps the old model on a bad bundle
-            self._slots[task] = slot
-            current = json.loads(self._deployed_file.read_text()) if self._deployed_file.exists() else {}
-            current[task] = str(Path(path).resolve())
-            tmp = self._deployed_file.with_suffix(".json.part")
-            tmp.write_text(json.dumps(current, indent=1))
-            os.replace(tmp, self._deployed_file)
+        Raises DeployError (bad name, outside the folder, a pickle) or BundleError; the old model stays live."""
+        bundle = self.deployed.deploy(task, name)
+        self._went_live(task)
+        return bundle
 
-    def sample_from_review(self, item) -> str:
+    def _went_live(self, task: str) -> None:
+        bundle = self.deployed.bundle(task)
+        if bundle is not None:
+            use_app_policy(bundle, self.settings)
+        if bundle is not None and bundle.task == "text":
+            bundle.use_embedder(self.embedder)  # the hub's one MiniLM, not a second copy
+        if task in LIVE_VISION_NAME:
+            self.hub.replace(LIVE_VISION_NAME[task])  # open webcam sessions rebuild on their next frame
+
+    def sample_from_review(self, item: Any) -> str:
         """Review sink: a resolved review item becomes a labelled training sample."""
         meta = {"person": item.person or "unknown", "session": item.session or "review"}
         value = item.load_input()
@@ -192,7 +261,7 @@ def new_session_id() -> str:
     return uuid.uuid4().hex[:8]
 
 
-def user_error(message: str, e: BaseException | None = None):
+def user_error(message: str, e: BaseException | None = None) -> Exception:
     """A gr.Error (shown as a toast in the page) without importing gradio at module import."""
     import gradio as gr
 
