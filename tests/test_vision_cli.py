@@ -44,6 +44,9 @@ def test_watch_explains_bad_tasks_and_sources(astronaut_clip, tmp_path, capsys):
     corrupt = tmp_path / "broken.pkl"
     corrupt.write_bytes(b"nope" * 100)
     assert main(["watch", "--source", str(astronaut_clip), "--task", str(corrupt), "--no-window"]) == 1
+    assert "can run code when loaded" in capsys.readouterr().err  # refused unread: not called broken
+    assert main(["watch", "--source", str(astronaut_clip), "--task", str(corrupt), "--no-window",
+                 "--trust-pickle"]) == 1
     assert "export the learner again" in capsys.readouterr().err
     assert main(["watch", "--source", str(astronaut_clip), "--task", "poetry", "--no-window"]) == 1
     assert "unknown task" in capsys.readouterr().err
