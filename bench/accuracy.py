@@ -107,6 +107,16 @@ def run_emotion(data: Path, model: str, quick: bool) -> dict:
     return out
 
 
+def sign_photo(path: Path) -> np.ndarray:
+    """A letter photo as the hand landmarker gets it: (H, W, 3) RGB, upscaled to SIGN_DETECT_SIDE_PX."""
+    rgb = cv2.cvtColor(read_image(path), cv2.COLOR_BGR2RGB)
+    h, w = rgb.shape[:2]
+    scale = max(1.0, SIGN_DETECT_SIDE_PX / min(h, w))
+    if scale > 1:
+        rgb = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_CUBIC)
+    return np.ascontiguousarray(rgb)
+
+
 def run_sign(data: Path, model: str, quick: bool) -> dict:
     from models.hands import HandSettings, load_hand_landmarks
     from models.signs import load_sign_classifier
@@ -117,12 +127,7 @@ def run_sign(data: Path, model: str, quick: bool) -> dict:
     hands, found_labels, all_pred = [], [], []
     nothing = next((c for c in clf.classes if c.lower() == "nothing"), None)
     for path, label in rows:
-        rgb = cv2.cvtColor(read_image(path), cv2.COLOR_BGR2RGB)
-        h, w = rgb.shape[:2]
-        scale = max(1.0, SIGN_DETECT_SIDE_PX / min(h, w))
-        if scale > 1:
-            rgb = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_CUBIC)
-        found = landmarker.detect(np.ascontiguousarray(rgb))
+        found = landmarker.detect(sign_photo(path))
         if found:
             hands.append(found[0])
             found_labels.append(label)

@@ -2,7 +2,8 @@
 
 What is watched, per pipeline ("emotion", "sign", "speech", ...):
 - input statistics: frame brightness, face size (box area / frame area), face brightness (mean
-  luma inside the face box), audio level (dBFS), speech rate (words per second of committed text);
+  luma inside the face box), audio level and noise floor (dBFS), speech rate (words per second of
+  committed text);
 - output statistics: top-class probability and entropy of recent predictions, exactly as the
   Prediction carries them (per-frame calibrated probabilities, not display smoothing);
 - the share of predictions routed to review, per minute;
@@ -18,7 +19,8 @@ by `install_shipped_references`). References are saved under the app's data fold
 compared with the first `warmup` values of this run (said so on the page: drift against the start
 of the session, not against validation). The alarm uses the population stability index (PSI >
 0.25 is the usual "significant shift") together with a two-sample Kolmogorov-Smirnov test
-(p < 0.01), and only once both samples have `min_samples`.
+(p < 0.01) and a change of the mean of at least `min_shift` (what is worth a person's attention),
+and only once both samples have `min_samples`.
 """
 from __future__ import annotations
 
@@ -53,6 +55,20 @@ class MonitorSettings:
     psi_alarm: float = 0.25  # PSI above this is a significant shift
     ks_p_alarm: float = 0.01  # KS p-value below this is a significant shift
     bins: int = 10  # quantile bins of the reference for PSI
+    # Smallest change of the mean that is worth an alarm, per statistic (the part after "pipeline/").
+    # Without it a nearly constant input (one face in a still room) alarms on a shift of 0.001: with
+    # hundreds of correlated frames any difference is "significant", few are meaningful.
+    min_shift: tuple[tuple[str, float], ...] = (
+        ("brightness", 0.05), ("face_brightness", 0.05),  # luma, 0..1
+        ("face_size", 0.03),  # share of the frame
+        ("confidence", 0.05), ("asr_confidence", 0.05),  # probability
+        ("entropy", 0.1),  # nats
+        ("audio_level_db", 3.0), ("noise_floor_db", 3.0),  # dB
+        ("speech_rate_wps", 0.5),  # words per second
+    )
+
+    def shift_floor(self, stat: str) -> float:
+        return dict(self.min_shift).get(stat.rsplit("/", 1)[-1], 0.0)
 
 
 @dataclass(frozen=True)
@@ -104,10 +120,41 @@ def audio_level_db(samples: np.ndarray) -> float:
     return max(DB_FLOOR, 20.0 * math.log10(rms)) if rms > 0 else DB_FLOOR
 
 
+def noise_floor_db(samples: np.ndarray, sample_rate: int = 16000, frame_s: float = 0.02, quantile: float = 0.1) -> float:
+    """Background level in dBFS: the `quantile` of the RMS levels of `frame_s` frames (the pauses
+    between words). Added noise raises it far more than it raises the overall level."""
+    x = np.asarray(samples, dtype=np.float64)
+    n = int(sample_rate * frame_s)
+    if x.size < n or not np.all(np.isfinite(x)):
+        return audio_level_db(x)
+    frames = x[: x.size // n * n].reshape(-1, n)  # (n_frames, n)
+    rms = np.sqrt((frames * frames).mean(axis=1))
+    level = float(np.quantile(rms, quantile))
+    return max(DB_FLOOR, 20.0 * math.log10(level)) if level > 0 else DB_FLOOR
+
+
 def speech_rate_wps(text: str, duration_s: float) -> float:
     """Words per second of a committed segment (0 for an empty or zero-length one)."""
     words = len(text.split())
     return words / duration_s if duration_s > 0 else 0.0
+
+
+def frame_statistics(pipeline: str, frame_rgb: np.ndarray, predictions: list[Prediction]) -> list[tuple[str, float]]:
+    """[(statistic, value)] of one video frame: what `Monitor.record_frame` records."""
+    out = [(f"{pipeline}/brightness", brightness(frame_rgb))]
+    for p in predictions:
+        if p.box is not None:
+            out.append((f"{pipeline}/face_size", face_size(p.box, frame_rgb.shape)))
+            out.append((f"{pipeline}/face_brightness", face_brightness(frame_rgb, p.box)))
+        out.append((f"{pipeline}/confidence", p.confidence))
+        out.append((f"{pipeline}/entropy", p.entropy))
+    return out
+
+
+def audio_statistics(pipeline: str, samples: np.ndarray, sample_rate: int = 16000) -> list[tuple[str, float]]:
+    """[(statistic, value)] of one audio chunk: what `Monitor.record_audio` records."""
+    return [(f"{pipeline}/audio_level_db", audio_level_db(samples)),
+            (f"{pipeline}/noise_floor_db", noise_floor_db(samples, sample_rate))]
 
 
 # --- drift tests ------------------------------------------------------------------------------
@@ -168,17 +215,18 @@ class Monitor:
             else:
                 self._post_warmup[stat].append(float(value))
 
+    def record_many(self, values: list[tuple[str, float]]) -> None:
+        for stat, value in values:
+            self.record(stat, value)
+
     def record_frame(self, pipeline: str, frame_rgb: np.ndarray, predictions: list[Prediction]) -> None:
         """Inputs (frame brightness, per box: size and brightness) and outputs of one video frame."""
-        self.record(f"{pipeline}/brightness", brightness(frame_rgb))
-        for p in predictions:
-            if p.box is not None:
-                self.record(f"{pipeline}/face_size", face_size(p.box, frame_rgb.shape))
-                self.record(f"{pipeline}/face_brightness", face_brightness(frame_rgb, p.box))
-        self.record_predictions(pipeline, predictions)
+        self.record_many(frame_statistics(pipeline, frame_rgb, predictions))
+        self.record_routing(pipeline, predictions)
 
-    def record_audio(self, pipeline: str, samples: np.ndarray) -> None:
-        self.record(f"{pipeline}/audio_level_db", audio_level_db(samples))
+    def record_audio(self, pipeline: str, samples: np.ndarray, sample_rate: int = 16000) -> None:
+        """Level and background noise of one microphone chunk (float in [-1, 1])."""
+        self.record_many(audio_statistics(pipeline, samples, sample_rate))
 
     def record_predictions(self, pipeline: str, predictions: list[Prediction]) -> None:
         """Outputs (confidence, entropy) and routing of predictions, as shown and routed."""
@@ -307,11 +355,11 @@ class Monitor:
         enough = len(ref) >= s.min_samples and len(cur) >= s.min_samples
         value_psi = psi(ref, cur, s.bins) if enough else float("nan")
         value_p = ks_pvalue(ref, cur) if enough else float("nan")
-        alarm = bool(enough and (value_psi > s.psi_alarm and value_p < s.ks_p_alarm))
-        return DriftResult(
-            stat, len(ref), len(cur), source, value_psi, value_p, alarm,
-            float(ref.mean()) if len(ref) else float("nan"), float(cur.mean()) if len(cur) else float("nan"),
-        )
+        ref_mean = float(ref.mean()) if len(ref) else float("nan")
+        cur_mean = float(cur.mean()) if len(cur) else float("nan")
+        meaningful = abs(cur_mean - ref_mean) >= s.shift_floor(stat) if enough else False
+        alarm = bool(enough and meaningful and value_psi > s.psi_alarm and value_p < s.ks_p_alarm)
+        return DriftResult(stat, len(ref), len(cur), source, value_psi, value_p, alarm, ref_mean, cur_mean)
 
     def drift_table(self) -> list[DriftResult]:
         return [self.drift(stat) for stat in self.stats()]
