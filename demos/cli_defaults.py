@@ -24,7 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", choices=("emotion", "sign", "packaged-emotion"))
     p.add_argument("--data", type=Path, help="training data folder (see above)")
-    p.add_argument("--out", required=True, type=Path, help="bundle folder to write")
+    p.add_argument("--out", required=True, type=Path,
+                   help="bundle folder to write (an existing one is refused, see --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="if --out exists, move it aside to OUT.replaced-DATE-TIME when the new bundle is written "
+                        "(nothing is deleted)")
     p.add_argument("--eval", type=Path, default=None,
                    help="a labelled folder of NEW data to measure once at the end (never used for fitting)")
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (e.g. for a quick try)")
@@ -39,12 +43,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from capture.source import CaptureError
     from demos.cli import UserFacingError
 
-    if args.model == "packaged-emotion":
-        from train.recipes import packaged_emotion_bundle
+    from models.bundle import BundleError
+    from train.fit import SettingsError
 
-        print(f"bundle: {packaged_emotion_bundle(args.out)}")
+    if args.model == "packaged-emotion":
+        from train.emotion_recipe import packaged_emotion_bundle
+
+        try:
+            print(f"bundle: {packaged_emotion_bundle(args.out, overwrite=args.overwrite)}")
+        except BundleError as e:
+            raise UserFacingError(str(e)) from e
         return 0
     if args.data is None or not args.data.is_dir():
         raise UserFacingError(f"{args.data} is not a folder; pass the training data folder with --data")
@@ -63,23 +74,26 @@ def run(args: argparse.Namespace) -> int:
             out = _emotion(args, log)
         else:
             out = _sign(args, log)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, BundleError, CaptureError, SettingsError) as e:
         raise UserFacingError(str(e)) from e
     print(f"bundle: {out}")
     return 0
 
 
 def _emotion(args: argparse.Namespace, log) -> Path:
-    from train.recipes import EmotionRecipe, evaluate_emotion_once, retrain_emotion
+    from train.emotion_recipe import EmotionRecipe, evaluate_emotion_once, record_evaluation, retrain_emotion
 
     data = args.data / "fer2013_train" if (args.data / "fer2013_train").is_dir() else args.data
     kw = {"epochs": args.epochs} if args.epochs else {}
     if args.full_cycle:
         kw.update(stop_after_epochs=None, anneal_epochs=0)
-    recipe = EmotionRecipe(data=data, out=args.out, limit_per_class=args.limit_per_class, threads=args.threads, **kw)
+    recipe = EmotionRecipe(data=data, out=args.out, overwrite=args.overwrite, limit_per_class=args.limit_per_class,
+                           threads=args.threads, **kw)
     out = retrain_emotion(recipe, log=log)
     if args.eval is not None:
-        log(json.dumps(evaluate_emotion_once(out, args.eval), indent=1))
+        evaluation = evaluate_emotion_once(out, args.eval)
+        record_evaluation(out, evaluation)
+        log(json.dumps(evaluation, indent=1))
     return out
 
 
@@ -87,5 +101,5 @@ def _sign(args: argparse.Namespace, log) -> Path:
     from train.sign_recipe import SignRecipe, retrain_sign
 
     kw = {"landmark_epochs": args.epochs} if args.epochs else {}
-    recipe = SignRecipe(data=args.data, out=args.out, eval_data=args.eval, **kw)
+    recipe = SignRecipe(data=args.data, out=args.out, overwrite=args.overwrite, eval_data=args.eval, **kw)
     return retrain_sign(recipe, log=log)

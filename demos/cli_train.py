@@ -26,7 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--task", choices=TASKS, required=True)
     p.add_argument("--split", default="grouped:person",
                    help="random | grouped:person | grouped:session | time[:K] (default grouped:person)")
-    p.add_argument("--out", required=True, help="bundle folder to write")
+    p.add_argument("--out", required=True, help="bundle folder to write (an existing one is refused, see --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="if --out exists, move it aside to OUT.replaced-DATE-TIME once the new bundle is written "
+                        "(nothing is deleted)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default depends on the task)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default depends on the task)")
     p.add_argument("--image-size", type=int, default=None, help="image side in pixels for training (default 128)")
@@ -60,11 +63,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _errors():
+    from capture.source import CaptureError
     from models.bundle import BundleError
+    from train.fit import SettingsError
     from train.samples import StoreError
     from train.splits import SplitError
 
-    return (BundleError, StoreError, SplitError)
+    return (BundleError, CaptureError, SettingsError, StoreError, SplitError)
 
 
 def _task_data(args: argparse.Namespace, task: str, exclude=()):
@@ -82,9 +87,17 @@ def run_train(args: argparse.Namespace) -> int:
     from train.datablocks import LearnerSettings, TaskData
     from train.fit import FitSettings
     from train.splits import LockedTestSet
+    from train.bundle_writer import check_out_free
     from train.trainer import TrainSettings, open_store, train_model
 
     try:
+        out = Path(args.out)
+        if not args.overwrite:
+            check_out_free(out)  # refused before any import or training
+        learner = LearnerSettings(image_size_px=args.image_size) if args.image_size else LearnerSettings()
+        settings = TrainSettings(task=args.task, split=args.split, coverage=args.coverage,
+                                 compare_splits=not args.no_compare, learner=learner,
+                                 fit=FitSettings(epochs=args.epochs, lr=args.lr, progress=not args.quiet))
         store = open_store(args.data, args.task, args.store, args.person_pattern)
         lock = LockedTestSet(store, args.task)
         if args.lock_test:
@@ -93,12 +106,8 @@ def run_train(args: argparse.Namespace) -> int:
             ids = lock.lock()
             print(f"locked test set: {len(ids)} samples kept out of training (evaluate once with --test)")
         data = TaskData.from_store(store, args.task, exclude=lock.ids)
-        learner = LearnerSettings(image_size_px=args.image_size) if args.image_size else LearnerSettings()
-        settings = TrainSettings(task=args.task, split=args.split, coverage=args.coverage,
-                                 compare_splits=not args.no_compare, learner=learner,
-                                 fit=FitSettings(epochs=args.epochs, lr=args.lr, progress=not args.quiet))
-        out = Path(args.out)
-        result = train_model(data, settings, out=out, plots_dir=out.parent / f"{out.name}.plots")
+        result = train_model(data, settings, out=out, plots_dir=out.parent / f"{out.name}.plots",
+                             overwrite=args.overwrite)
     except _errors() as e:
         raise UserFacingError(str(e)) from e
     print(result.summary())

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from models.shipped import SHIPPED, shipped_model
-from train.recipes import EmotionRecipe, balanced_resample, retrain_emotion, stratified_split
+from train.datasets import class_balance_weights, stratified_split
+from train.emotion_recipe import EmotionRecipe, retrain_emotion
 from train.sign_recipe import contiguous_block_split
 
 MAX_WEIGHTS_BYTES = 5 * 1024 * 1024
@@ -36,8 +37,8 @@ def test_stratified_and_balanced_indices():
     train, valid = stratified_split(y, 0.1, seed=0)
     assert set(train).isdisjoint(valid) and len(train) + len(valid) == 100
     assert (y[valid] == 1).sum() == 1 and (y[valid] == 0).sum() == 9
-    idx = balanced_resample(y[valid], per_class=50, seed=0)
-    assert np.bincount(y[valid][idx]).tolist() == [50, 50]
+    w = class_balance_weights(y[valid])  # each example once, every class the same total weight
+    assert len(w) == len(valid) and w[y[valid] == 0].sum() == pytest.approx(w[y[valid] == 1].sum())
 
 
 def test_contiguous_blocks_never_interleave_frames():
@@ -91,14 +92,15 @@ def test_emotion_recipe_trains_calibrates_and_exports_on_tiny_data(tmp_path, mon
     bundle = load_bundle(out)
     assert bundle.classes == ("happy", "sad", "surprise")
     card = bundle.card
-    assert len(card["history"]) == 1 and np.isfinite(card["history"][0]["valid_loss"])
+    assert card["curves"]["stage"] == ["B one-cycle"] and np.isfinite(card["curves"]["valid_loss"]).all()
     assert card["calibration"]["temperature"] > 0 and card["diagnosis"]["name"]
+    assert card["calibration"]["n"] == 18  # the 6 held-out faces of each class, each counted once
     assert "no person ids" in card["split"]
     assert (out / "model.safetensors").stat().st_size < MAX_WEIGHTS_BYTES  # float16 tensors
     faces = [cv2.cvtColor(_draw_face("happy", rng), cv2.COLOR_GRAY2RGB) for _ in range(3)]
     probs = bundle.predict_probs(faces)
     assert probs.shape == (3, 3) and np.allclose(probs.sum(axis=1), 1.0)
-    assert any(line.startswith("epoch 1/1") for line in logs)
+    assert any(line.startswith("epoch 1 (B one-cycle)") for line in logs)
 
 
 def test_shipped_sign_model_runs_on_a_hand_and_ignores_handedness():

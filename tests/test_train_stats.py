@@ -97,7 +97,28 @@ def test_conformal_coverage_holds_on_held_out_and_matches_prediction_sets():
     for row, p in zip(sets, probs[:50]):  # the Prediction type builds the same sets
         pred = make_prediction(classes, p, conformal_qhat=q, coverage=0.9)
         assert set(pred.prediction_set) == {c for c, k in zip(classes, row) if k}
-    assert conformal_qhat(probs[:5], y[:5], 0.9) == 1.0  # too few to promise 90%: every class
+    assert conformal_qhat(probs[:5], y[:5], 0.9) is None  # too few to promise 90%: no threshold at all
+
+
+def test_too_few_calibration_examples_claim_no_sets_and_say_so():
+    from train.calibration import min_calibration_examples
+
+    assert min_calibration_examples(0.9) == 9 and min_calibration_examples(0.95) == 19
+    logits, y = _overconfident(20, seed=4, sharpen=1.0)
+    few = calibrate(logits[:8], y[:8], coverage=0.9)
+    assert few.conformal_qhat is None and few.coverage is None and few.mean_set_size is None
+    assert len(few.warnings) == 1 and "8 calibration examples" in few.warnings[0] and "at least 9" in few.warnings[0]
+    enough = calibrate(logits[:9], y[:9], coverage=0.9)
+    assert enough.conformal_qhat is not None and enough.coverage == 0.9 and not enough.warnings
+
+
+def test_class_weights_change_the_temperature_fit_but_not_the_conformal_threshold():
+    logits, y = _overconfident(600, seed=5, sharpen=1.0)
+    weights = np.where(y == 0, 5.0, 1.0)
+    plain, weighted = calibrate(logits, y, 0.9), calibrate(logits, y, 0.9, weights=weights)
+    assert plain.n == weighted.n == 600  # every example once
+    assert plain.temperature != pytest.approx(weighted.temperature, rel=1e-3)
+    assert conformal_qhat(softmax(logits, weighted.temperature), y, 0.9) == pytest.approx(weighted.conformal_qhat)
 
 
 # ---- diagnosis -------------------------------------------------------------------------------------

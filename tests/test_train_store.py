@@ -41,9 +41,9 @@ def test_every_kind_round_trips_with_metadata(tmp_path):
     assert again.get(au.id).path.read_bytes() == b"RIFF....WAVE"
     c = again.counts()
     assert c["person"] == {"ana": 2, "bo": 2, "cy": 1} and c["class"]["A"] == 1
-    again.relabel(tx.id, "request")
+    again.relabel(tx.id, "request", by="tester")
     assert again.get(tx.id).label == "request"
-    again.remove(img.id)
+    again.remove(img.id, by="tester")
     assert len(again) == 4 and not got.path.exists()
 
 

@@ -28,12 +28,17 @@ def save_bundle(out: str | os.PathLike, *, task: str, backend: str, classes: Seq
                 temperature: float = 1.0, conformal_qhat: float | None = None, coverage: float | None = None,
                 policy: RoutingPolicy = RoutingPolicy(), input_spec: dict[str, Any] | None = None,
                 card: dict[str, Any] | None = None, extra_files: dict[str, Path] | None = None,
-                **spec_extra: Any) -> Path:
-    """Write a bundle folder atomically: built in a temporary sibling, then renamed into place
-    (an existing bundle at `out` is replaced only once the new one is complete)."""
+                overwrite: bool = False, **spec_extra: Any) -> Path:
+    """Write a bundle folder atomically: built in a temporary sibling, then renamed into place.
+
+    An existing `out` (bundle or not) is never deleted: without `overwrite` it is refused up front
+    (BundleExistsError); with it, once the new bundle is complete the old folder is renamed to a
+    sibling `OUT.replaced-YYYYmmdd-HHMMSS`, named on the new card as "previous_bundle_moved_to"."""
     if task not in TASKS or backend not in BACKENDS:
         raise BundleError(f"unknown task {task!r} or backend {backend!r}")
     out = Path(out).resolve()
+    if not overwrite:
+        check_out_free(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
@@ -53,21 +58,49 @@ def save_bundle(out: str | os.PathLike, *, task: str, backend: str, classes: Seq
             _write_tensors(tmp / WEIGHTS_FILE, {"embeddings": _tensor(zeroshot_embeddings)})
         for name, src in (extra_files or {}).items():
             shutil.copy2(src, tmp / name)
-        card = {**(card or {}), "classes": list(classes), "task": task}
+        aside = aside_path(out) if out.exists() else None
+        card = {**(card or {}), "classes": list(classes), "task": task,
+                **({"previous_bundle_moved_to": str(aside)} if aside else {})}
         (tmp / "card.json").write_text(json.dumps(card, indent=2, default=_jsonable))
         (tmp / "card.md").write_text(render_card_md(card))
         (tmp / "bundle.json").write_text(json.dumps(spec, indent=2))
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
+        if aside is not None:
+            os.replace(out, aside)  # kept, under a name that says what happened
+            try:
+                os.replace(tmp, out)
+            except OSError:
+                os.replace(aside, out)  # put the previous one back rather than leave nothing at `out`
+                raise
         else:
+            if out.exists():  # created meanwhile by someone else: never replace what we did not check
+                raise BundleExistsError(f"{out} appeared while the bundle was being written; nothing was replaced")
             os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+class BundleExistsError(BundleError):
+    """The output folder exists and overwriting was not asked for; nothing was changed."""
+
+
+def check_out_free(out: str | os.PathLike) -> None:
+    """BundleExistsError when `out` exists (call before a long training, so it is refused at once)."""
+    out = Path(out)
+    if out.exists() or out.is_symlink():
+        raise BundleExistsError(f"{out} already exists; choose another output folder, or pass --overwrite to move "
+                                "the existing one aside (it is kept, renamed OUT.replaced-DATE-TIME, never deleted)")
+
+
+def aside_path(out: Path) -> Path:
+    """A free sibling name for a bundle being replaced: OUT.replaced-YYYYmmdd-HHMMSS[-N]."""
+    stem = out.with_name(f"{out.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+    candidate, n = stem, 1
+    while candidate.exists():
+        n += 1
+        candidate = stem.with_name(f"{stem.name}-{n}")
+    return candidate
 
 
 def _tensor(array: np.ndarray):

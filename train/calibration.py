@@ -6,7 +6,11 @@
 - `reliability_diagram(...)`: accuracy vs confidence per bin, before and after, to a PNG.
 - `conformal_qhat(probs, labels, coverage)`: split-conformal threshold on the score 1 - p(true class);
   the set {classes with p >= 1 - qhat} then contains the true class with probability >= coverage on
-  exchangeable new data. `empirical_coverage` checks that on held-out data.
+  exchangeable new data. `empirical_coverage` checks that on held-out data. With too few calibration
+  examples for the coverage asked (fewer than 9 for 90%) there is no threshold: `calibrate` claims no
+  sets and says so in `CalibrationReport.warnings`.
+Each calibration example counts once: a resample drawn with replacement would make the conformal
+guarantee false. `weights` (e.g. equal total weight per class) reweigh the temperature fit and ECE only.
 The set rule matches `models.prediction.make_prediction(conformal_qhat=...)`.
 """
 from __future__ import annotations
@@ -36,31 +40,35 @@ class CalibrationReport:
     conformal_qhat: float | None = None
     mean_set_size: float | None = None  # average conformal set size on validation
     n: int = 0
+    warnings: tuple[str, ...] = ()  # what could not be fitted, and why (shown on the model card)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _nll(logits: np.ndarray, labels: np.ndarray, t: float) -> float:
+def _nll(logits: np.ndarray, labels: np.ndarray, t: float, weights: np.ndarray | None = None) -> float:
     p = softmax(logits, t)
-    return float(-np.mean(np.log(np.clip(p[np.arange(len(labels)), labels], 1e-12, None))))
+    return float(-np.average(np.log(np.clip(p[np.arange(len(labels)), labels], 1e-12, None)), weights=weights))
 
 
-def fit_temperature(logits: np.ndarray, labels: Sequence[int]) -> float:
-    """logits: (N, C); labels: (N,) class indices. Returns T in T_BOUNDS (1.0 for empty input)."""
+def fit_temperature(logits: np.ndarray, labels: Sequence[int], weights: np.ndarray | None = None) -> float:
+    """logits: (N, C); labels: (N,) class indices; weights: (N,) or None. Returns T in T_BOUNDS (1.0 for
+    empty input)."""
     z, y = np.asarray(logits, dtype=np.float64), np.asarray(labels, dtype=int)
     if len(y) == 0:
         return 1.0
-    res = minimize_scalar(lambda log_t: _nll(z, y, math.exp(log_t)),
+    res = minimize_scalar(lambda log_t: _nll(z, y, math.exp(log_t), weights),
                           bounds=(math.log(T_BOUNDS[0]), math.log(T_BOUNDS[1])), method="bounded")
     return float(math.exp(res.x))
 
 
-def ece(probs: np.ndarray, labels: Sequence[int], n_bins: int = ECE_BINS) -> float:
-    """Expected calibration error: sum over confidence bins of |accuracy - confidence| x bin share."""
+def ece(probs: np.ndarray, labels: Sequence[int], n_bins: int = ECE_BINS, weights: np.ndarray | None = None) -> float:
+    """Expected calibration error: sum over confidence bins of |accuracy - confidence| x bin share
+    (shares and means weighted by `weights` (N,) when given)."""
     p, y = np.asarray(probs, dtype=np.float64), np.asarray(labels, dtype=int)
     if len(y) == 0:
         return float("nan")
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=np.float64)
     conf, pred = p.max(axis=1), p.argmax(axis=1)
     correct = (pred == y).astype(float)
     bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)  # bin k holds (k/n, (k+1)/n]
@@ -68,7 +76,8 @@ def ece(probs: np.ndarray, labels: Sequence[int], n_bins: int = ECE_BINS) -> flo
     for k in range(n_bins):
         m = bins == k
         if m.any():
-            total += m.mean() * abs(correct[m].mean() - conf[m].mean())
+            share = w[m].sum() / w.sum()
+            total += share * abs(np.average(correct[m], weights=w[m]) - np.average(conf[m], weights=w[m]))
     return float(total)
 
 
@@ -104,21 +113,27 @@ def reliability_diagram(probs_before: np.ndarray, probs_after: np.ndarray | None
     return path
 
 
-def conformal_qhat(probs: np.ndarray, labels: Sequence[int], coverage: float = 0.9) -> float:
+def min_calibration_examples(coverage: float) -> int:
+    """Fewest calibration examples for which a split-conformal threshold at `coverage` exists (9 for 0.9)."""
+    n = 1
+    while math.ceil((n + 1) * coverage) > n:
+        n += 1
+    return n
+
+
+def conformal_qhat(probs: np.ndarray, labels: Sequence[int], coverage: float = 0.9) -> float | None:
     """Split-conformal threshold from calibration data (N, C) probabilities and true labels.
 
     Score s_i = 1 - p_i(true class); qhat = the ceil((n + 1) * coverage) / n empirical quantile.
-    With too few examples for the requested coverage, returns 1.0 (every class in every set) and
-    the caller should say so.
+    None when there are too few examples to promise `coverage` (fewer than min_calibration_examples):
+    the only honest set would hold every class, which is no prediction set at all.
     """
     p, y = np.asarray(probs, dtype=np.float64), np.asarray(labels, dtype=int)
     n = len(y)
-    if n == 0:
-        return 1.0
+    if n < min_calibration_examples(coverage):
+        return None
     scores = 1.0 - p[np.arange(n), y]
     level = math.ceil((n + 1) * coverage) / n
-    if level > 1:
-        return 1.0
     return float(np.quantile(scores, level, method="higher"))
 
 
@@ -139,14 +154,22 @@ def empirical_coverage(probs: np.ndarray, labels: Sequence[int], qhat: float) ->
     return float(sets[np.arange(len(y)), y].mean()), float(sets.sum(axis=1).mean())
 
 
-def calibrate(logits: np.ndarray, labels: Sequence[int], coverage: float | None = 0.9) -> CalibrationReport:
-    """Fit temperature and the conformal threshold on validation logits (N, C) and labels (N,)."""
+def calibrate(logits: np.ndarray, labels: Sequence[int], coverage: float | None = 0.9,
+              weights: np.ndarray | None = None) -> CalibrationReport:
+    """Fit temperature and the conformal threshold on validation logits (N, C) and labels (N,), each
+    example once. `weights` (N,) reweigh the temperature fit and the ECE figures, not the conformal threshold."""
     z, y = np.asarray(logits, dtype=np.float64), np.asarray(labels, dtype=int)
-    t = fit_temperature(z, y)
+    t = fit_temperature(z, y, weights)
     before, after = softmax(z, 1.0), softmax(z, t)
     qhat = size = None
-    if coverage is not None and len(y):
+    notes: list[str] = []
+    if coverage is not None:
         qhat = conformal_qhat(after, y, coverage)
-        size = empirical_coverage(after, y, qhat)[1]
-    return CalibrationReport(t, ece(before, y), ece(after, y), _nll(z, y, 1.0), _nll(z, y, t),
-                             coverage, qhat, size, int(len(y)))
+        if qhat is None:
+            notes.append(f"no prediction sets: {len(y)} calibration examples are too few to promise {coverage:.0%} "
+                         f"coverage (at least {min_calibration_examples(coverage)} are needed); record more")
+        else:
+            size = empirical_coverage(after, y, qhat)[1]
+    return CalibrationReport(t, ece(before, y, weights=weights), ece(after, y, weights=weights),
+                             _nll(z, y, 1.0, weights), _nll(z, y, t, weights), coverage if qhat is not None else None,
+                             qhat, size, int(len(y)), tuple(notes))

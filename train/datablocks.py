@@ -39,6 +39,15 @@ class LearnerSettings:
     tabular_layers: tuple[int, ...] = (64, 32)  # fastai tabular_learner layers
     pretrained: bool = True  # ImageNet weights for the image backbone (False only for quick experiments)
 
+    def __post_init__(self) -> None:
+        from train.fit import check_range
+
+        check_range("image size (pixels)", self.image_size_px, 16, 1024)
+        check_range("batch size", self.batch_size, 1, 1024)
+        check_range("dropout", self.dropout, 0, 0.95)
+        for n in (*self.hidden, *self.tabular_layers):
+            check_range("hidden layer size", n, 1, 4096)
+
 
 @dataclass
 class TaskData:

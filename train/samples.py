@@ -7,7 +7,9 @@ Durability rules (a crash or a bad file must never lose what was saved before):
 - files are written to a temporary name in the same folder, fsynced, then renamed (atomic on POSIX);
 - rows are written in one transaction per call; a failed import rolls back its rows and removes
   the files it had written, so the store is exactly as it was before the call;
-- bad inputs (corrupt image, unknown kind, empty label) are refused with a message saying what to do.
+- bad inputs (corrupt or oversized image, unknown kind, empty or overlong label, non-finite numbers) are
+  refused with a message saying what to do; labels, persons and sessions lose control characters;
+- relabelling and removing are recorded in an `edits` table with who did it (`history()`).
 
     store = SampleStore("my_project")
     store.add_image(frame_rgb, "happy", person="ana", session="mon-1")
@@ -24,6 +26,7 @@ import shutil
 import sqlite3
 import tempfile
 import time
+import unicodedata
 import uuid
 import warnings
 from contextlib import contextmanager
@@ -52,7 +55,19 @@ CREATE TABLE IF NOT EXISTS samples (
 );
 CREATE INDEX IF NOT EXISTS samples_kind ON samples(kind);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS edits (
+    at REAL NOT NULL,               -- wall-clock seconds since the epoch
+    sample_id TEXT NOT NULL,
+    action TEXT NOT NULL,           -- "relabel" | "remove"
+    old_label TEXT,
+    new_label TEXT,
+    by TEXT NOT NULL,               -- who did it (a user name, "cli", ...)
+    detail TEXT                     -- JSON: what a removed sample was
+);
 """
+MAX_LABEL_CHARS = 64  # labels, persons, sessions: a name, not a paragraph
+MAX_TEXT_CHARS = 5000  # a text sample
+MAX_ABS_NUMBER = 1e12  # tabular/landmark numbers beyond this are typos or overflow bait (1e308 squared is inf)
 
 
 class StoreError(ValueError):
@@ -85,12 +100,14 @@ class ImportReport:
 
 
 def check_image_file(path: Path) -> None:
-    """Raise StoreError unless `path` decodes as an image."""
-    import cv2
+    """Raise StoreError unless `path` decodes as an image of at most capture.images.MAX_IMAGE_PIXELS
+    (the size is read from the header first, so a decompression bomb is refused before decoding)."""
+    from capture.images import ImageError, read_image_rgb
 
-    data = np.fromfile(str(path), dtype=np.uint8)
-    if data.size == 0 or cv2.imdecode(data, cv2.IMREAD_COLOR) is None:
-        raise StoreError(f"{path} is not a readable image (corrupt or not an image); re-capture or remove it")
+    try:
+        read_image_rgb(path)
+    except ImageError as e:
+        raise StoreError(str(e)) from e
 
 
 def _atomic_write_bytes(dest: Path, data: bytes) -> None:
@@ -107,11 +124,55 @@ def _atomic_write_bytes(dest: Path, data: bytes) -> None:
         raise
 
 
-def _clean(name: Any, what: str) -> str:
-    text = "" if name is None else str(name).strip()
+def _strip_control(text: str, keep: str = "") -> str:
+    """`text` without control/format characters (Unicode category C*: NUL, escapes, bidi overrides), but `keep`."""
+    return "".join(ch for ch in text if ch in keep or not unicodedata.category(ch).startswith("C"))
+
+
+def _clean(name: Any, what: str, max_chars: int = MAX_LABEL_CHARS) -> str:
+    """A label/person/session: control characters removed, stripped, non-empty, at most `max_chars`."""
+    text = _strip_control("" if name is None else str(name)).strip()
     if not text:
         raise StoreError(f"empty {what}: every sample needs a {what}")
+    if len(text) > max_chars:
+        raise StoreError(f"the {what} {text[:20]!r}... is {len(text)} characters long; at most {max_chars} are "
+                         "allowed (a short name, not a sentence)")
     return text
+
+
+def _clean_text(text: Any) -> str:
+    """A text sample: control characters removed (tabs and newlines kept), non-empty, at most MAX_TEXT_CHARS."""
+    cleaned = _strip_control("" if text is None else str(text), keep="\t\n").strip()
+    if not cleaned:
+        raise StoreError("empty text: every text sample needs some words")
+    if len(cleaned) > MAX_TEXT_CHARS:
+        raise StoreError(f"the text is {len(cleaned)} characters long; at most {MAX_TEXT_CHARS} are allowed")
+    return cleaned
+
+
+def check_number(value: Any, what: str) -> None:
+    """StoreError when `value` reads as a number that is not finite or beyond +-MAX_ABS_NUMBER
+    (an empty answer is allowed: it is missing, and training says how many were filled in)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return  # a word: a categorical answer
+    if not np.isfinite(number) or abs(number) > MAX_ABS_NUMBER:
+        raise StoreError(f"{what} is {value!r}: numbers must be finite and within +-{MAX_ABS_NUMBER:g}; fix or "
+                         "leave the cell empty")
+
+
+def _clean_answers(answers: dict[Any, Any]) -> dict[str, Any]:
+    if not answers:
+        raise StoreError("tabular answers must be a non-empty {question: answer} mapping")
+    out = {}
+    for k, v in answers.items():
+        question = _clean(k, "question name")
+        check_number(v, f"the answer to {question!r}")
+        out[question] = _strip_control(v).strip() if isinstance(v, str) else v
+    return out
 
 
 class SampleStore:
@@ -179,25 +240,46 @@ class SampleStore:
         return self.add("landmarks", label, payload=[float(x) for x in v], **meta)
 
     def add_text(self, text: str, label: str, **meta: Any) -> Sample:
-        return self.add("text", label, payload=_clean(text, "text"), **meta)
+        return self.add("text", label, payload=_clean_text(text), **meta)
 
     def add_tabular(self, answers: dict[str, Any], label: str, **meta: Any) -> Sample:
-        if not answers:
-            raise StoreError("tabular answers must be a non-empty {question: answer} mapping")
-        return self.add("tabular", label, payload={str(k): v for k, v in answers.items()}, **meta)
+        return self.add("tabular", label, payload=_clean_answers(answers), **meta)
 
-    def relabel(self, sample_id: str, label: str) -> None:
+    def relabel(self, sample_id: str, label: str, *, by: str) -> Sample:
+        """Give sample `sample_id` a new label; recorded in the edits log as done `by` someone. Returns it."""
+        label, by = _clean(label, "label"), _clean(by, "name of who relabels")
+        _check_label_chars(label)
         with self._db() as db:
-            n = db.execute("UPDATE samples SET label=? WHERE id=?", (_clean(label, "label"), sample_id)).rowcount
-        if n == 0:
-            raise StoreError(f"no sample with id {sample_id!r}")
+            row = db.execute("SELECT label FROM samples WHERE id=?", (sample_id,)).fetchone()
+            if row is None:
+                raise StoreError(f"no sample with id {sample_id!r}")
+            db.execute("UPDATE samples SET label=? WHERE id=?", (label, sample_id))
+            db.execute("INSERT INTO edits VALUES (?,?,?,?,?,?,?)",
+                       (time.time(), sample_id, "relabel", row[0], label, by, None))
+        return self.get(sample_id)
 
-    def remove(self, sample_id: str) -> None:
+    def remove(self, sample_id: str, *, by: str) -> None:
+        """Delete sample `sample_id` (its row and file); the edits log keeps what it was and who removed it."""
+        by = _clean(by, "name of who removes")
         s = self.get(sample_id)
+        detail = {"kind": s.kind, "person": s.person, "session": s.session, "captured_at": s.captured_at,
+                  "path": s.path.relative_to(self.root).as_posix() if s.path is not None else None}
         with self._db() as db:
             db.execute("DELETE FROM samples WHERE id=?", (sample_id,))
+            db.execute("INSERT INTO edits VALUES (?,?,?,?,?,?,?)",
+                       (time.time(), sample_id, "remove", s.label, None, by, json.dumps(detail)))
         if s.path is not None:
             s.path.unlink(missing_ok=True)
+
+    def history(self, sample_id: str | None = None) -> list[dict[str, Any]]:
+        """Relabels and removals, oldest first: {at, sample_id, action, old_label, new_label, by, detail}."""
+        q, args = "SELECT * FROM edits", ()
+        if sample_id is not None:
+            q, args = q + " WHERE sample_id=?", (sample_id,)
+        with self._db() as db:
+            rows = db.execute(q + " ORDER BY at", args).fetchall()
+        keys = ("at", "sample_id", "action", "old_label", "new_label", "by", "detail")
+        return [dict(zip(keys, r[:-1]), detail=json.loads(r[-1]) if r[-1] else None) for r in rows]
 
     # ---- reading ---------------------------------------------------------------------------
     def _row(self, r: tuple) -> Sample:
@@ -314,9 +396,9 @@ class SampleStore:
                         if not np.all(np.isfinite(payload)):
                             raise StoreError("non-finite landmark value")
                     elif kind == "text":
-                        payload = _clean(row["text"], "text")
+                        payload = _clean_text(row["text"])
                     else:
-                        payload = {c: row[c] for c in features}
+                        payload = _clean_answers({c: row[c] for c in features})
                     sid = b.add(kind, row.get("label"), person=_person(row) or UNKNOWN,
                                 session=row.get("session") or UNKNOWN,
                                 captured_at=float(row["captured_at"]) if row.get("captured_at") else None,
@@ -348,9 +430,16 @@ class SampleStore:
                 elif kind == "audio":
                     sid = b.add("audio", label, data=bytes(item), suffix=".wav", **meta)
                 elif kind == "landmarks":
-                    sid = b.add("landmarks", label, payload=[float(x) for x in np.ravel(item)], **meta)
+                    v = np.ravel(np.asarray(item, dtype=np.float64))
+                    if v.size == 0 or not np.all(np.isfinite(v)):
+                        raise StoreError("landmarks must be a non-empty vector of finite numbers (no hand found?)")
+                    sid = b.add("landmarks", label, payload=[float(x) for x in v], **meta)
+                elif kind == "text":
+                    sid = b.add("text", label, payload=_clean_text(item), **meta)
+                elif kind == "tabular":
+                    sid = b.add("tabular", label, payload=_clean_answers(item), **meta)
                 else:
-                    sid = b.add(kind, label, payload=item, **meta)
+                    raise StoreError(f"unknown sample kind {kind!r}; use one of {KINDS}")
                 report.added.append(sid)
         return report
 
@@ -387,8 +476,9 @@ class _Batch:
         if kind not in KINDS:
             raise StoreError(f"unknown sample kind {kind!r}; use one of {KINDS}")
         label = _clean(label, "label")
-        if "/" in label or label.startswith("."):
-            raise StoreError(f"label {label!r} cannot contain '/' or start with '.'")
+        _check_label_chars(label)
+        person = _clean(person or UNKNOWN, "person")
+        session = _clean(session or UNKNOWN, "session")
         if (data is None) == (payload is None):
             raise StoreError("give either file data or an inline payload for a sample")
         sid = uuid.uuid4().hex[:16]
@@ -399,10 +489,15 @@ class _Batch:
             rel = f"files/{sid[:2]}/{sid}{suffix}"
             _atomic_write_bytes(self.store.root / rel, data)
             self.files.append(rel)
-        self.rows.append((sid, kind, label, str(person or UNKNOWN), str(session or UNKNOWN),
+        self.rows.append((sid, kind, label, person, session,
                           float(captured_at if captured_at is not None else time.time()), rel,
                           json.dumps(payload) if payload is not None else None))
         return sid
+
+
+def _check_label_chars(label: str) -> None:
+    if "/" in label or "\\" in label or label.startswith("."):
+        raise StoreError(f"label {label!r} cannot contain '/' or '\\' or start with '.' (it names a folder on export)")
 
 
 def _read_csv_rows(path: Path, required_column: str, needs: str) -> list[dict[str, str]]:

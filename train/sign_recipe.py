@@ -20,10 +20,11 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from train.recipes import cache_dir, folder_key, labelled_files
+from train.datasets import cache_dir, folder_key, labelled_files
 
 DETECT_MIN_SIDE_PX = 256  # smaller images (the 64x64 Kaggle frames) are upscaled (cubic) before detection
 CROP_MARGIN = 0.25  # hand crop: landmark box grown by this fraction of its longer side on every side
@@ -67,6 +68,7 @@ def detect_hands(root: Path, crop_size_px: int = 128, log=print) -> HandSet:
     """Run the hand landmarker over a `LETTER/*.jpg` folder (cached)."""
     import cv2
 
+    from capture.images import read_image_rgb
     from models.hands import HandSettings, landmark_features, load_hand_landmarks
 
     root = Path(root)
@@ -82,10 +84,7 @@ def detect_hands(root: Path, crop_size_px: int = 128, log=print) -> HandSet:
         detector = load_hand_landmarks(HandSettings(max_hands=1, video_mode=False))
         try:
             for i, f in enumerate(files):
-                bgr = cv2.imread(str(f), cv2.IMREAD_COLOR)
-                if bgr is None:
-                    raise ValueError(f"cannot decode {f}: delete or replace this file and run again")
-                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                rgb = read_image_rgb(f)  # (H, W, 3) uint8; ImageError names a bad or oversized file
                 h, w = rgb.shape[:2]
                 scale = max(1.0, DETECT_MIN_SIDE_PX / min(h, w))
                 big = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_CUBIC) \
@@ -161,6 +160,7 @@ class SignRecipe:
 
     data: Path  # the training data folder holding asl_other_signers/ and asl_alphabet_train/
     out: Path  # the shipped bundle (the better learner, trained on other signers) is written here
+    overwrite: bool = False  # move an existing `out` aside (OUT.replaced-DATE-TIME) instead of refusing
     eval_data: Path | None = None  # a LETTER/*.jpg folder of a new signer, measured once at the end
     landmark_epochs: int = 40
     landmark_hidden: tuple[int, ...] = (256, 128)
@@ -186,56 +186,42 @@ class SignRun:
 
 def _fit_and_bundle(kind: str, hs: HandSet, train_idx: np.ndarray, valid_idx: np.ndarray, classes: list[str],
                     recipe: SignRecipe, out: Path, card_extra: dict) -> tuple[Path, dict, float]:
-    """Train one learner with the project's trainer pieces, calibrate on validation, export a bundle."""
+    """Train one learner with the trainer's steps (fit_and_validate, assess, write_bundle); this recipe adds
+    only the data (landmark vectors or hand crops) and the settings."""
     import torch
 
-    from models.prediction import RoutingPolicy, softmax
-    from train.bundle_writer import save_bundle
-    from train.calibration import calibrate, reliability_diagram
     from train.datablocks import LearnerSettings, build_learner
-    from train.diagnosis import diagnose
     from train.evidence import accuracy
-    from train.fit import CurveRecorder, FitSettings, fit_learner, plot_curves, valid_logits
+    from train.fit import FitSettings
+    from train.trainer import assess, fit_and_validate, write_bundle
 
     torch.manual_seed(recipe.seed)
-    started = time.perf_counter()
-    labels = list(hs.labels)
-    rec = CurveRecorder()
+    task = "landmarks" if kind == "landmarks" else "image"
     if kind == "landmarks":
-        x = hs.features
+        x: Any = hs.features
         settings = LearnerSettings(hidden=recipe.landmark_hidden, dropout=recipe.landmark_dropout)
         fit = FitSettings(epochs=recipe.landmark_epochs, progress=False, seed=recipe.seed)
     else:
         x = [str(p) for p in hs.crops]
         settings = LearnerSettings(image_size_px=recipe.pixel_size_px, batch_size=32, flip=True)
         fit = FitSettings(epochs=recipe.pixel_epochs, progress=False, seed=recipe.seed)
-    learn, backend, spec = build_learner(kind if kind == "landmarks" else "image", x, labels, train_idx, valid_idx,
-                                         settings, classes=classes, cbs=[rec])
-    curves = fit_learner(learn, kind if kind == "landmarks" else "image", fit)
-    learn.remove_cb(rec)  # else the validation pass below would add an epoch with no training batches
-    logits, targets = valid_logits(learn)
-    cal = calibrate(logits, targets, coverage=0.9)
-    seconds = time.perf_counter() - started
-    diag = diagnose(curves.train_loss, curves.valid_loss, n_classes=len(classes), n_train=len(train_idx),
-                    n_valid=len(valid_idx))
-    valid = accuracy(logits.argmax(1) == targets)
-    plots = out.parent / f".{out.name}-plots"
-    plots.mkdir(parents=True, exist_ok=True)
-    files = {"learning_curves.png": plot_curves(curves, plots / "learning_curves.png", f"{kind}: {diag.name}"),
-             "reliability.png": reliability_diagram(softmax(logits), softmax(logits, cal.temperature), targets,
-                                                    plots / "reliability.png")}
+    learn, backend, spec = build_learner(task, x, list(hs.labels), train_idx, valid_idx, settings, classes=classes)
+    fitted = fit_and_validate(learn, task, fit)
+    assessment = assess(fitted.logits, fitted.targets, fitted.curves, n_classes=len(classes), n_train=len(train_idx),
+                        coverage=0.9, plots_dir=out.parent / f".{out.name}-plots", title=kind)
+    valid = accuracy(fitted.logits.argmax(1) == fitted.targets)
     if kind == "landmarks":
         spec = {**spec, "features": "hand_invariant_v1"}
     else:
         spec = {**spec, "crop": f"hand landmark box grown by {CROP_MARGIN} of its side on every side, square"}
-    card = {"metrics": {"validation_accuracy": valid.to_dict()}, "calibration": cal.to_dict(),
-            "diagnosis": diag.to_dict(), "curves": curves.to_dict(), "n_train": int(len(train_idx)),
-            "n_valid": int(len(valid_idx)), "train_seconds": round(seconds, 1),
+    card = {"metrics": {"validation_accuracy": valid.to_dict()}, "curves": fitted.curves.to_dict(),
+            "n_train": int(len(train_idx)), "n_valid": int(len(valid_idx)), "train_seconds": round(fitted.seconds, 1),
             "counts": {"class": {c: int((hs.labels[train_idx] == c).sum()) for c in classes}}, **card_extra}
-    path = save_bundle(out, task="landmarks" if kind == "landmarks" else "image", backend=backend, classes=classes,
-                       learner=learn, temperature=cal.temperature, conformal_qhat=cal.conformal_qhat,
-                       coverage=cal.coverage, policy=RoutingPolicy(), input_spec=spec, card=card, extra_files=files)
-    return path, {"accuracy": valid.to_dict(), "calibration": cal.to_dict(), "diagnosis": diag.name}, seconds
+    # `out` is this recipe's own working folder under the cache: a rerun replaces it (the old one is moved aside)
+    path = write_bundle(out, task=task, backend=backend, classes=classes, learner=learn, assessment=assessment,
+                        input_spec=spec, card=card, overwrite=True)
+    return path, {"accuracy": valid.to_dict(), "calibration": assessment.calibration.to_dict(),
+                  "diagnosis": assessment.diagnosis.name}, fitted.seconds
 
 
 def score_on(bundle_path: Path, kind: str, hs: HandSet) -> dict:
@@ -317,6 +303,10 @@ def compare_sign_learners(recipe: SignRecipe, work: Path, log=print) -> dict:
 def retrain_sign(recipe: SignRecipe, log=print) -> Path:
     """Compare the learners, ship the better one on held-out SIGNERS (validation, not the evaluation signer),
     with a card giving every figure; the evaluation signer (if given) is measured once and reported."""
+    from train.bundle_writer import check_out_free
+
+    if not recipe.overwrite:
+        check_out_free(recipe.out)  # refused now, not after the comparison
     figures = compare_sign_learners(recipe, cache_dir() / "sign-runs", log=log)
     return ship_sign(recipe, figures, log=log)
 
@@ -324,9 +314,13 @@ def retrain_sign(recipe: SignRecipe, log=print) -> Path:
 def ship_sign(recipe: SignRecipe, figures: dict, log=print) -> Path:
     """Copy the better cross-signer bundle of `figures` (from `compare_sign_learners`) to `recipe.out`,
     its card extended with the whole comparison."""
+    import os
     import shutil
 
-    from train.bundle_writer import render_card_md
+    from train.bundle_writer import aside_path, check_out_free, render_card_md
+
+    if not recipe.overwrite:
+        check_out_free(recipe.out)
 
     runs = figures["runs"]
     # The live pipeline classifies only frames where the landmarker found a hand (and the pixel learner needs
@@ -346,8 +340,10 @@ def ship_sign(recipe: SignRecipe, figures: dict, log=print) -> Path:
     card.update(_sign_card(recipe, figures, best))
     (tmp / "card.json").write_text(json.dumps(card, indent=2))
     (tmp / "card.md").write_text(render_card_md(card) + _sign_card_md(card))
-    if recipe.out.exists():
-        shutil.rmtree(recipe.out)
+    if recipe.out.exists():  # checked up front unless overwrite: never deleted, moved aside
+        aside = aside_path(recipe.out)
+        os.replace(recipe.out, aside)
+        log(f"the folder that was at {recipe.out} was moved to {aside} (nothing deleted)")
     tmp.replace(recipe.out)
     log(f"bundle written to {recipe.out}")
     return recipe.out

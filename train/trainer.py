@@ -8,29 +8,35 @@
 4. fits temperature and conformal threshold on validation only, with a reliability diagram;
 5. exports a bundle with a model card (split, metrics with 95% intervals, calibration, diagnosis,
    counts per person and class).
+
+Its steps are the ONE training path: the default-model recipes (`train.emotion_recipe`,
+`train.sign_recipe`) bring their own data loading and settings and call the same three functions:
+`fit_and_validate` (train, then validation logits), `assess` (calibrate, diagnose, plot) and
+`write_bundle` (model card + bundle).
 `evaluate_bundle` and `compare_bundles` score bundles on labelled data (McNemar for the comparison).
 """
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from models.prediction import RoutingPolicy, softmax
 from models.bundle import Bundle, BundleError
-from train.bundle_writer import save_bundle
+from train.bundle_writer import check_out_free, save_bundle
 from train.calibration import CalibrationReport, calibrate, ece, empirical_coverage, reliability_diagram
 from train.datablocks import (ZERO_SHOT_TEMPERATURE, LearnerSettings, TaskData, answers_frame, build_learner,
                               featurize, zero_shot_embeddings)
 from train.diagnosis import Diagnosis, diagnose
 from train.evidence import Estimate, McNemarResult, accuracy, mcnemar
-from train.fit import CurveRecorder, Curves, FitSettings, fit_learner, plot_curves, valid_logits
-from train.samples import SampleStore, StoreError, check_image_file
+from train.fit import Curves, FitSettings, check_range, fit_learner, plot_curves, valid_logits
+from train.samples import SampleStore, StoreError, check_image_file, check_number
 from train.splits import (MIN_PER_CLASS, LockedTestSet, Split, SplitError, SplitSpec, check_labels, grouped_split,
                           make_splits, random_split)
 
@@ -50,19 +56,87 @@ class TrainSettings:
     learner: LearnerSettings = LearnerSettings()
     fit: FitSettings = FitSettings()
 
+    def __post_init__(self) -> None:
+        check_range("validation share", self.valid_frac, 0, 0.9, low_open=True)
+        check_range("coverage", self.coverage, 0.5, 0.999)
+        check_range("accept_at", self.accept_at, 0, 1)
+        check_range("min_per_class", self.min_per_class, 1, 10_000)
+
 
 @dataclass
-class SplitRun:
-    """One model trained and validated on one split."""
+class Fitted:
+    """One model trained, with its validation logits."""
 
-    split: Split
-    accuracy: Estimate
+    learner: Any
     curves: Curves
     logits: np.ndarray  # (n_valid, C) validation logits
     targets: np.ndarray  # (n_valid,) class indices
     seconds: float  # wall-clock training time
     cpu_s: float  # CPU time of training, all threads (on a busy machine, wall time includes waiting)
-    learner: Any = None
+
+
+def fit_and_validate(learn: Any, task: str, fit: FitSettings, log: Callable[[str], None] | None = None,
+                     predict: Callable[[Any], tuple[np.ndarray, np.ndarray]] = valid_logits) -> Fitted:
+    """Train `learn` (its DataLoaders hold the training and validation parts), then `predict(learn)` gives
+    the validation (logits (N, C), targets (N,)): by default the learner's own validation pass."""
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    curves = fit_learner(learn, task, fit, log=log)
+    seconds, cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
+    logits, targets = predict(learn)
+    return Fitted(learn, curves, logits, targets, seconds, cpu_s)
+
+
+@dataclass
+class Assessment:
+    """What validation says about a fitted model: calibration, diagnosis, plots, and warnings for the card."""
+
+    calibration: CalibrationReport
+    diagnosis: Diagnosis
+    plots: dict[str, Path]
+    warnings: list[str]
+
+
+def assess(logits: np.ndarray, targets: np.ndarray, curves: Curves, *, n_classes: int, n_train: int,
+           coverage: float | None, plots_dir: str | Path, title: str, weights: np.ndarray | None = None,
+           notes: Sequence[str] = ()) -> Assessment:
+    """Calibrate on validation logits (N, C) / targets (N,) (each example once; `weights` reweigh the
+    temperature fit), diagnose the curves, draw both plots into `plots_dir`; `notes` are earlier warnings."""
+    n_valid = len(targets)
+    cal = calibrate(logits, targets, coverage, weights)
+    diag = diagnose(curves.train_loss, curves.valid_loss, n_classes=n_classes, n_train=n_train, n_valid=n_valid)
+    plots_dir = Path(plots_dir)
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    plots = {"learning_curves": plot_curves(curves, plots_dir / "learning_curves.png", f"{title}: {diag.name}"),
+             "reliability": reliability_diagram(softmax(logits), softmax(logits, cal.temperature), targets,
+                                                plots_dir / "reliability.png")}
+    found = list(notes)
+    if n_valid < SMALL_VALIDATION:
+        found.append(f"only {n_valid} validation examples: the interval is wide and calibration is rough; "
+                     f"aim for {SMALL_VALIDATION}+")
+    found += list(cal.warnings)
+    return Assessment(cal, diag, plots, found)
+
+
+def write_bundle(out: str | Path, *, task: str, backend: str, classes: Sequence[str], learner: Any,
+                 assessment: Assessment, input_spec: dict[str, Any], card: dict[str, Any], accept_at: float = 0.9,
+                 overwrite: bool = False, **spec_extra: Any) -> Path:
+    """Save the bundle with its calibration, diagnosis, warnings and plots on the card (plus `card`'s entries)."""
+    cal = assessment.calibration
+    card = {"calibration": cal.to_dict(), "diagnosis": assessment.diagnosis.to_dict(),
+            "warnings": list(assessment.warnings), **card}
+    return save_bundle(out, task=task, backend=backend, classes=classes, learner=learner,
+                       temperature=cal.temperature, conformal_qhat=cal.conformal_qhat, coverage=cal.coverage,
+                       policy=RoutingPolicy(accept_at=accept_at), input_spec=input_spec, card=card,
+                       extra_files={f"{name}.png": path for name, path in assessment.plots.items()},
+                       overwrite=overwrite, **spec_extra)
+
+
+@dataclass
+class SplitRun(Fitted):
+    """One model trained and validated on one split of a sample store's data."""
+
+    split: Split
+    accuracy: Estimate
     backend: str = ""
     input_spec: dict[str, Any] = field(default_factory=dict)
 
@@ -75,16 +149,30 @@ class TrainResult:
     runs: list[SplitRun]  # the requested split's run(s); several for walk-forward
     score: Estimate  # validation accuracy (walk-forward: mean over folds, interval on pooled examples)
     leakage: dict[str, Any]  # random vs grouped accuracy and the gap
-    calibration: CalibrationReport
-    diagnosis: Diagnosis
+    assessment: Assessment  # of the final run
     counts: dict[str, dict[str, int]]
-    warnings: list[str]
-    plots: dict[str, Path]
     bundle: Path | None = None
+    moved_aside: Path | None = None  # where an existing bundle at `out` was moved (overwrite=True)
 
     @property
     def final(self) -> SplitRun:
         return self.runs[-1]
+
+    @property
+    def calibration(self) -> CalibrationReport:
+        return self.assessment.calibration
+
+    @property
+    def diagnosis(self) -> Diagnosis:
+        return self.assessment.diagnosis
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.assessment.warnings
+
+    @property
+    def plots(self) -> dict[str, Path]:
+        return self.assessment.plots
 
     def summary(self) -> str:
         c = self.calibration
@@ -101,6 +189,8 @@ class TrainResult:
         lines += [f"{name}: {p}" for name, p in self.plots.items()]
         if self.bundle:
             lines.append(f"bundle: {self.bundle}")
+        if self.moved_aside:
+            lines.append(f"the folder that was at {self.bundle} was moved to {self.moved_aside} (nothing deleted)")
         return "\n".join(lines)
 
 
@@ -117,16 +207,11 @@ def run_split(data: TaskData, x: Any, split: Split, classes: list[str], settings
     from fastai.torch_core import set_seed
 
     set_seed(settings.seed)  # same data + settings -> same model (weights init, shuffling, augmentation)
-    rec = CurveRecorder()
     learn, backend, spec = build_learner(data.task, x, data.labels, split.train_idx, split.valid_idx,
-                                         settings.learner, classes, cbs=[rec])
-    t0, cpu0 = time.perf_counter(), time.process_time()
-    curves = fit_learner(learn, data.task, settings.fit)
-    seconds, cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
-    learn.remove_cb(rec)
-    logits, targets = valid_logits(learn)
-    return SplitRun(split, accuracy(logits.argmax(axis=1) == targets), curves, logits, targets, seconds,
-                    cpu_s, learn, backend, spec)
+                                         settings.learner, classes)
+    f = fit_and_validate(learn, data.task, settings.fit)
+    return SplitRun(**vars(f), split=split, accuracy=accuracy(f.logits.argmax(axis=1) == f.targets),
+                    backend=backend, input_spec=spec)
 
 
 def _grouping(data: TaskData) -> tuple[str, list[str]] | None:
@@ -170,17 +255,22 @@ def leakage_comparison(data: TaskData, x: Any, classes: list[str], settings: Tra
 
 
 def train_model(data: TaskData, settings: TrainSettings, out: str | Path | None = None,
-                plots_dir: str | Path | None = None) -> TrainResult:
-    """Train, compare splits, diagnose, calibrate and (with `out`) export a bundle."""
+                plots_dir: str | Path | None = None, overwrite: bool = False) -> TrainResult:
+    """Train, compare splits, diagnose, calibrate and (with `out`) export a bundle.
+
+    An existing `out` is refused before any training (BundleExistsError) unless `overwrite`; then the
+    old folder is moved aside (never deleted) when the new bundle is in place."""
+    if out is not None and not overwrite:
+        check_out_free(out)
     if data.task != settings.task:
         raise SplitError(f"data is {data.task!r} but settings ask for {settings.task!r}")
     check_labels(data.labels, settings.min_per_class)
     if data.task == "image":
         _check_images(data)
+    notes: list[str] = _check_tabular(data) if data.task == "tabular" else []
     spec = SplitSpec.parse(settings.split, valid_frac=settings.valid_frac, seed=settings.seed)
     splits = make_splits(spec, data.labels, data.persons, data.sessions, data.times)
     classes = data.classes
-    notes: list[str] = []
     for s in splits:
         missing = sorted(set(classes) - set(np.asarray(data.labels)[s.train_idx]))
         if missing:
@@ -200,26 +290,40 @@ def train_model(data: TaskData, settings: TrainSettings, out: str | Path | None 
         score = Estimate(float(np.mean([r.accuracy.value for r in runs])), pooled.low, pooled.high, pooled.n,
                          "wilson (pooled folds)")
     final = runs[-1]
-    n_valid = len(final.targets)
-    if n_valid < SMALL_VALIDATION:
-        notes.append(f"only {n_valid} validation examples: the interval is wide and calibration is rough; "
-                     f"aim for {SMALL_VALIDATION}+")
-    cal = calibrate(final.logits, final.targets, settings.coverage)
-    diag = diagnose(final.curves.train_loss, final.curves.valid_loss, n_classes=len(classes),
-                    n_train=len(final.split.train_idx), n_valid=n_valid)
-    plots_dir = Path(plots_dir) if plots_dir else Path(tempfile.mkdtemp(prefix="livelearner-plots-"))
-    plots_dir.mkdir(parents=True, exist_ok=True)
-    plots = {"learning_curves": plot_curves(final.curves, plots_dir / "learning_curves.png",
-                                            f"{data.task}, {spec.name}: {diag.name}"),
-             "reliability": reliability_diagram(softmax(final.logits), softmax(final.logits, cal.temperature),
-                                                final.targets, plots_dir / "reliability.png")}
-    for w in notes:
+    assessment = assess(final.logits, final.targets, final.curves, n_classes=len(classes),
+                        n_train=len(final.split.train_idx), coverage=settings.coverage,
+                        plots_dir=plots_dir or tempfile.mkdtemp(prefix="livelearner-plots-"),
+                        title=f"{data.task}, {spec.name}", notes=notes)
+    for w in assessment.warnings:
         warnings.warn(w)
-    result = TrainResult(data.task, classes, spec.name, runs, score, leakage, cal, diag, counts_of(data), notes,
-                         plots)
+    result = TrainResult(data.task, classes, spec.name, runs, score, leakage, assessment, counts_of(data))
     if out is not None:
-        result.bundle = export_bundle(result, settings, out)
+        result.bundle = export_bundle(result, settings, out, overwrite=overwrite)
+        moved = json.loads((result.bundle / "card.json").read_text()).get("previous_bundle_moved_to")
+        result.moved_aside = Path(moved) if moved else None
     return result
+
+
+def _check_tabular(data: TaskData) -> list[str]:
+    """Refuse non-finite or absurd numbers (naming the sample and the question); the notes say how many
+    missing answers training will fill in (fastai's FillMissing: the column median, plus a was-missing flag)."""
+    bad, missing = [], {}
+    for sid, answers in zip(data.ids, data.items):
+        for question, value in answers.items():
+            if value is None or (isinstance(value, str) and not value.strip()):
+                missing[question] = missing.get(question, 0) + 1
+                continue
+            try:
+                check_number(value, f"sample {sid}, question {question!r}")
+            except StoreError as e:
+                bad.append(str(e))
+    if bad:
+        raise StoreError(f"{len(bad)} tabular answer(s) cannot be trained on: {'; '.join(bad[:5])}. Relabel or remove "
+                         "those samples (SampleStore.remove(id, by=...)) or fix the CSV and import it again.")
+    if not missing:
+        return []
+    return [f"{sum(missing.values())} missing answer(s) filled in with the column median during training: "
+            + ", ".join(f"{q} ({n})" for q, n in sorted(missing.items()))]
 
 
 def _check_images(data: TaskData) -> None:
@@ -232,27 +336,24 @@ def _check_images(data: TaskData) -> None:
             bad.append(f"{sid} ({path})")
     if bad:
         raise StoreError(f"{len(bad)} image(s) cannot be read: {', '.join(bad[:5])}; remove them "
-                         "(SampleStore.remove(id)) or capture them again. Nothing was changed in the store.")
+                         "(SampleStore.remove(id, by=...)) or capture them again. Nothing was changed in the store.")
 
 
-def export_bundle(result: TrainResult, settings: TrainSettings, out: str | Path) -> Path:
-    final, cal = result.final, result.calibration
+def export_bundle(result: TrainResult, settings: TrainSettings, out: str | Path, overwrite: bool = False) -> Path:
+    final = result.final
     card = {
         "split": result.split_name + (f" ({len(result.runs)} folds)" if len(result.runs) > 1 else ""),
         "split_detail": final.split.describe(),
         "metrics": {"validation_accuracy": result.score.to_dict(),
                     **({f"fold_{i + 1}_accuracy": r.accuracy.to_dict() for i, r in enumerate(result.runs)}
                        if len(result.runs) > 1 else {})},
-        "leakage": result.leakage, "calibration": cal.to_dict(), "diagnosis": result.diagnosis.to_dict(),
-        "curves": final.curves.to_dict(), "counts": result.counts, "warnings": result.warnings,
+        "leakage": result.leakage, "curves": final.curves.to_dict(), "counts": result.counts,
         "n_train": int(len(final.split.train_idx)), "n_valid": int(len(final.targets)),
         "train_seconds": final.seconds, "train_cpu_seconds": final.cpu_s,
     }
-    return save_bundle(out, task=result.task, backend=final.backend, classes=result.classes, learner=final.learner,
-                       temperature=cal.temperature, conformal_qhat=cal.conformal_qhat, coverage=cal.coverage,
-                       policy=RoutingPolicy(accept_at=settings.accept_at), input_spec=final.input_spec, card=card,
-                       extra_files={"learning_curves.png": result.plots["learning_curves"],
-                                    "reliability.png": result.plots["reliability"]})
+    return write_bundle(out, task=result.task, backend=final.backend, classes=result.classes, learner=final.learner,
+                        assessment=result.assessment, input_spec=final.input_spec, card=card,
+                        accept_at=settings.accept_at, overwrite=overwrite)
 
 
 def save_zero_shot_bundle(descriptions: dict[str, str], out: str | Path,
