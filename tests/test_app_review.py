@@ -138,3 +138,22 @@ def test_kill_9_mid_write_loses_no_committed_item(tmp_path):
     assert len(resolved) >= 10 and all(q.get(i).reviewer == "writer" for i in resolved)
     # the queue still works after the crash
     assert q.add("emotion", pred(0.7), np.zeros((8, 8, 3), np.uint8)) > max(acknowledged)
+
+
+def test_a_queue_from_before_reasons_were_stored_still_opens(tmp_path):
+    import sqlite3
+
+    from demos.review import SCHEMA
+
+    lines = [line for line in SCHEMA.splitlines() if not line.strip().startswith("reason TEXT")]
+    old_schema = "\n".join(lines).replace("sample_id TEXT,", "sample_id TEXT")  # the first version's table
+    db = sqlite3.connect(tmp_path / "review.sqlite")
+    db.executescript(old_schema)
+    db.execute("INSERT INTO items (task, kind, input_text, predicted, confidence, prediction_json, created_s) "
+               "VALUES ('text', 'text', 'hi', 'happy', 0.7, '{}', 1.0)")
+    db.commit()
+    db.close()
+    q = ReviewQueue(tmp_path)
+    assert [(i.input_text, i.reason) for i in q.pending()] == [("hi", "")]
+    q.add("text", pred(0.7), "again")
+    assert q.pending()[-1].reason.startswith("top probability 0.70")
