@@ -22,9 +22,14 @@ that fails is re-opened with back-off and, if it stays gone, raises CaptureError
 Browser (capture/browser.py): BrowserVideo().push(gradio_frame) -> VideoFrame,
     BrowserAudio().push((sample_rate, array)) -> AudioChunk | None — same items as local sources.
 
-Voice activity (capture/vad.py): VoiceActivityDetector(VadSettings()) — silero VAD, energy fallback (warns);
+Voice activity (capture/vad.py): VoiceActivityDetector(VadSettings(model_path=SILERO_ONNX)) — silero VAD from
+    the file the caller gives (models.vad_model.load_vad fetches it from the store), energy fallback (warns);
     .segments(samples) -> [SpeechSegment(start_s, end_s)]; streaming: .push(chunk) -> finished segments,
     .active_start_s while speech is ongoing, .finish().
+
+Still images (capture/images.py): read_image_rgb(path_or_bytes, max_pixels=MAX_IMAGE_PIXELS) -> (H, W, 3) uint8,
+    read_image_grey(...), check_image(...) -> (width, height); the pixel count is read from the header before
+    anything is decoded; ImageError (a CaptureError) names the file.
 
 Errors: CaptureError (a RuntimeError) whose message says what was found and what to do.
 """
@@ -40,6 +45,7 @@ from capture.audio import (
 )
 from capture.browser import BrowserAudio, BrowserVideo
 from capture.buffers import AudioRing, BoundedQueue, DropPolicy
+from capture.images import MAX_IMAGE_PIXELS, ImageError, check_image, read_image_grey, read_image_rgb
 from capture.items import AUDIO_SAMPLE_RATE, AudioChunk, VideoFrame
 from capture.source import CaptureError, Source, SourceStats
 from capture.vad import SpeechSegment, VadSettings, VoiceActivityDetector
@@ -47,8 +53,9 @@ from capture.video import CameraSource, ImageFolderSource, VideoFileSource, Vide
 
 __all__ = [
     "AUDIO_SAMPLE_RATE", "AudioChunk", "AudioFileSource", "AudioRing", "AudioSettings", "BoundedQueue",
-    "BrowserAudio", "BrowserVideo", "CameraSource", "CaptureError", "DropPolicy", "ImageFolderSource",
+    "BrowserAudio", "BrowserVideo", "CameraSource", "CaptureError", "DropPolicy", "ImageError", "ImageFolderSource",
+    "MAX_IMAGE_PIXELS",
     "MicrophoneSource", "Source", "SourceStats", "SpeechSegment", "StreamResampler", "VadSettings",
     "VideoFileSource", "VideoFrame", "VideoSettings", "VoiceActivityDetector", "as_float32_mono", "load_audio",
-    "open_audio", "open_video", "resample",
+    "open_audio", "open_video", "resample", "check_image", "read_image_grey", "read_image_rgb",
 ]

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from capture.buffers import DropPolicy
+from capture.images import ImageError, check_image
 from capture.items import VideoFrame
 from capture.source import CaptureError, Source
 
@@ -305,10 +306,16 @@ class ImageFolderSource(Source[VideoFrame]):
         index = 0
         while not self._stopping.is_set():
             for position, path in enumerate(self.paths):
-                image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+                try:
+                    check_image(path)  # pixel count from the header: a huge photo is refused, not decoded
+                    image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # (OpenCV applies the EXIF rotation)
+                except ImageError as e:
+                    image, why = None, str(e)
+                else:
+                    why = f"{path} is not a readable image (corrupt or unsupported)"
                 if image is None:
                     self.skipped += 1
-                    warnings.warn(f"Skipping {path}: not a readable image (corrupt or unsupported).", stacklevel=2)
+                    warnings.warn(f"Skipping: {why}.", stacklevel=2)
                     continue
                 if self.settings.realtime:
                     delay_s = start_s + index / self.settings.folder_fps - time.monotonic()

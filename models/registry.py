@@ -151,7 +151,7 @@ ENTRIES: tuple[ModelEntry, ...] = (
         conversion="copy",
         licence="BSD-3-Clause",
         hub="https://download.pytorch.org/models/mobilenet_v2-b0353104.pth",
-        notes="models.backbone places it under $TORCH_HOME/hub/checkpoints, where torchvision looks",
+        notes="a torchvision state dict; models.backbone.mobilenet_v2 loads it directly (weights_only=True)",
         artefact_sha256="b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",
     ),
     ModelEntry(

@@ -5,6 +5,7 @@ import socket
 import threading
 import time
 import warnings
+import zlib
 
 import cv2
 import numpy as np
@@ -88,10 +89,19 @@ def test_image_folder_skips_unreadable_with_warning(tmp_path):
         cv2.imwrite(str(tmp_path / f"{i:02d}.png"), np.full((20, 30, 3), i * 60, np.uint8))
     (tmp_path / "03b.jpg").write_bytes(b"not an image")
     (tmp_path / "notes.txt").write_text("ignored")
-    with pytest.warns(UserWarning, match="03b.jpg"):
+    # a photo declaring 12000x9000 pixels (108 MP) is refused from its header, never decoded
+    big = tmp_path / "03c.png"
+    cv2.imwrite(str(big), np.zeros((2, 2), np.uint8))
+    data = bytearray(big.read_bytes())
+    data[16:24] = (12000).to_bytes(4, "big") + (9000).to_bytes(4, "big")  # IHDR width, height ...
+    data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")  # ... and the chunk's checksum
+    big.write_bytes(bytes(data))
+    with pytest.warns(UserWarning) as caught:
         with ImageFolderSource(tmp_path, VideoSettings(realtime=False)) as source:
             frames = list(source)
-    assert len(frames) == 4 and source.skipped == 1
+    messages = " ".join(str(w.message) for w in caught)
+    assert "03b.jpg" in messages and "03c.png declares 12000x9000 pixels" in messages
+    assert len(frames) == 4 and source.skipped == 2
     assert [int(f.image[0, 0, 0]) for f in frames] == [0, 60, 120, 180]
 
 
