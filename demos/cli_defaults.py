@@ -45,9 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from capture.source import CaptureError
     from demos.cli import UserFacingError
-
     from models.bundle import BundleError
-    from train.fit import SettingsError
+    from train.fit import SettingsError, check_range
 
     if args.model == "packaged-emotion":
         from train.emotion_recipe import packaged_emotion_bundle
@@ -61,9 +60,13 @@ def run(args: argparse.Namespace) -> int:
         raise UserFacingError(f"{args.data} is not a folder; pass the training data folder with --data")
     if args.eval is not None and not args.eval.is_dir():
         raise UserFacingError(f"{args.eval} is not a folder; pass a labelled <label>/*.jpg folder with --eval")
-    if args.threads:
+    if args.threads is not None:
         import torch
 
+        try:
+            check_range("threads", args.threads, 1, 1024)
+        except SettingsError as e:
+            raise UserFacingError(str(e)) from e
         torch.set_num_threads(args.threads)
 
     def log(message: str) -> None:
@@ -84,7 +87,7 @@ def _emotion(args: argparse.Namespace, log) -> Path:
     from train.emotion_recipe import EmotionRecipe, evaluate_emotion_once, record_evaluation, retrain_emotion
 
     data = args.data / "fer2013_train" if (args.data / "fer2013_train").is_dir() else args.data
-    kw = {"epochs": args.epochs} if args.epochs else {}
+    kw = {"epochs": args.epochs} if args.epochs is not None else {}
     if args.full_cycle:
         kw.update(stop_after_epochs=None, anneal_epochs=0)
     recipe = EmotionRecipe(data=data, out=args.out, overwrite=args.overwrite, limit_per_class=args.limit_per_class,
@@ -100,6 +103,6 @@ def _emotion(args: argparse.Namespace, log) -> Path:
 def _sign(args: argparse.Namespace, log) -> Path:
     from train.sign_recipe import SignRecipe, retrain_sign
 
-    kw = {"landmark_epochs": args.epochs} if args.epochs else {}
+    kw = {"landmark_epochs": args.epochs} if args.epochs is not None else {}
     recipe = SignRecipe(data=args.data, out=args.out, overwrite=args.overwrite, eval_data=args.eval, **kw)
     return retrain_sign(recipe, log=log)

@@ -220,3 +220,18 @@ def test_relabel_and_remove_record_who_did_it(tmp_path):
     assert store.history(typo.id)[0]["sample_id"] == typo.id
     with pytest.raises(StoreError, match="at most"):
         store.relabel(typo.id, "y" * 65, by="ana")
+
+
+@pytest.mark.parametrize("argv, words", [(["emotion", "--epochs", "0"], "epochs must be in [1, 1000]"),
+                                         (["emotion", "--limit-per-class", "-5"], "limit per class"),
+                                         (["sign", "--epochs", "99999"], "landmark epochs")])
+def test_cli_train_default_range_checks_numbers(tmp_path, capsys, argv, words):
+    code = cli_main(["train-default", *argv, "--data", str(tmp_path), "--out", str(tmp_path / "b")])
+    err = capsys.readouterr().err
+    assert code == 1 and words in err and "Traceback" not in err
+
+
+def test_cli_train_default_refuses_an_existing_out(tmp_path, capsys):
+    (tmp_path / "b").mkdir()
+    code = cli_main(["train-default", "emotion", "--data", str(tmp_path), "--out", str(tmp_path / "b")])
+    assert code == 1 and "already exists" in capsys.readouterr().err

@@ -26,7 +26,7 @@ import numpy as np
 
 from train.datasets import (FACE_SIZE_PX, class_balance_weights, labelled_task_data, load_grey_faces,
                             stratified_split)
-from train.fit import FitSettings, Stage
+from train.fit import FitSettings, Stage, check_range
 from train.trainer import Fitted, assess, fit_and_validate, write_bundle
 
 Log = Callable[[str], None]
@@ -64,6 +64,15 @@ class EmotionRecipe:
     backbone_weights: Path | None = None  # a torchvision mobilenet_v2 .pth instead of the store's (offline use)
     limit_per_class: int | None = None  # train on at most this many faces per class (smoke tests, timing)
     threads: int | None = None  # torch threads (None: torch's default)
+
+    def __post_init__(self) -> None:
+        check_range("image size (pixels)", self.size_px, 32, 512)
+        check_range("validation share", self.valid_frac, 0, 0.9, low_open=True)
+        check_range("batch size", self.batch_size, 1, 4096)
+        check_range("coverage", self.coverage, 0.5, 0.999)
+        check_range("limit per class", self.limit_per_class, 1, 10**7)
+        check_range("threads", self.threads, 1, 1024)
+        self.schedule()  # checks the epochs and learning rates
 
     def schedule(self) -> tuple[Stage, ...]:
         stages = []

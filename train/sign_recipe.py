@@ -171,6 +171,14 @@ class SignRecipe:
     same_signer_blocks: int = 5  # contiguous frame blocks per class; one validates
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        from train.fit import MAX_EPOCHS, check_range
+
+        check_range("landmark epochs", self.landmark_epochs, 1, MAX_EPOCHS)
+        check_range("pixel epochs", self.pixel_epochs, 1, MAX_EPOCHS)
+        check_range("validation share", self.valid_frac, 0, 0.9, low_open=True)
+        check_range("same-signer blocks", self.same_signer_blocks, 2, 100)
+
 
 @dataclass
 class SignRun:
