@@ -269,7 +269,7 @@ class EmotionClassifier:
 
     def predictions(self, faces_grey: np.ndarray, **meta: Any) -> list[Prediction]:
         probs = self.predict_probs(faces_grey)
-        return [make_prediction(self.classes, p, policy=self.settings.policy, conformal_qhat=self.conformal_qhat,
+        return [make_prediction(self.classes, p, policy=self.policy, conformal_qhat=self.conformal_qhat,
                                 coverage=self.coverage, calibrated=self.calibrated, calibration=self.calibration, **meta)
                 for p in probs]
 
