@@ -84,16 +84,13 @@ def ece(probs: np.ndarray, labels: Sequence[int], n_bins: int = ECE_BINS, weight
 def reliability_diagram(probs_before: np.ndarray, probs_after: np.ndarray | None, labels: Sequence[int],
                         path: str | Path, title: str = "Reliability (validation)", n_bins: int = ECE_BINS) -> Path:
     """Accuracy vs confidence per bin (bars) with the diagonal; before and after calibration."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from train.plots import panels, save
 
     y = np.asarray(labels, dtype=int)
-    panels = [("before", probs_before)] + ([("after temperature", probs_after)] if probs_after is not None else [])
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4.2), squeeze=False)
+    shown = [("before", probs_before)] + ([("after temperature", probs_after)] if probs_after is not None else [])
+    fig, axes = panels(len(shown), (4.5, 4.2))
     edges = np.linspace(0, 1, n_bins + 1)
-    for ax, (name, p) in zip(axes[0], panels):
+    for ax, (name, p) in zip(axes, shown):
         p = np.asarray(p)
         conf, correct = p.max(axis=1), (p.argmax(axis=1) == y)
         bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
@@ -105,12 +102,7 @@ def reliability_diagram(probs_before: np.ndarray, probs_after: np.ndarray | None
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy",
                title=f"{name}: ECE {ece(p, y, n_bins):.3f}")
         ax.legend(loc="upper left", fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save(fig, path, title)
 
 
 def min_calibration_examples(coverage: float) -> int:

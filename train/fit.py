@@ -213,13 +213,10 @@ def _identity(t: torch.Tensor) -> torch.Tensor:
 
 def plot_curves(curves: Curves, path: str | Path, title: str = "Learning curves") -> Path:
     """Loss (left) and accuracy (right) per epoch, training vs validation, to a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from train.plots import panels, save
 
     ep = np.arange(1, curves.epochs + 1)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.6))
+    fig, (ax1, ax2) = panels(2, (4.5, 3.6))
     ax1.plot(ep, curves.train_loss, "o-", label="training")
     ax1.plot(ep, curves.valid_loss, "s-", label="validation")
     ax1.set(xlabel="epoch", ylabel="loss (cross-entropy)", title="loss")
@@ -229,9 +226,4 @@ def plot_curves(curves: Curves, path: str | Path, title: str = "Learning curves"
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save(fig, path, title)
