@@ -37,6 +37,7 @@ from capture.buffers import AudioRing, BoundedQueue
 from capture.items import VideoFrame
 from capture.video import to_rgb
 from capture.vad import FRAME_SAMPLES, VoiceActivityDetector
+from models.vad_model import load_vad
 
 RSS_GROWTH_LIMIT_MB = 10.0  # more than this over the long replay counts as a leak ...
 RSS_SECOND_HALF_LIMIT_MB = 1.0  # ... and so does any growth once allocators have settled (second half)
@@ -146,7 +147,7 @@ def bench_audio(audio: Path, blocks: int) -> dict[str, float]:
         browser_chunk.append(time.perf_counter() - t0)
 
     speech = load_audio(audio)
-    vad = VoiceActivityDetector()
+    vad = load_vad()
     vad_frame = []
     for i in range(0, min(len(speech), 600 * FRAME_SAMPLES) - FRAME_SAMPLES, FRAME_SAMPLES):
         t0 = time.perf_counter()
@@ -214,7 +215,7 @@ def replay_audio(audio: Path, media_s: float, rss_series: list[float], browser: 
 
 def long_replay(video: Path, audio: Path, media_s: float) -> dict[str, object]:
     """Warm up (10% of the length), then replay `media_s` s of video and of audio; RSS before, during, after."""
-    browser, vad = BrowserAudio(), VoiceActivityDetector()
+    browser, vad = BrowserAudio(), load_vad()
     warm: list[float] = []
     replay_video(video, media_s / 10, warm)
     replay_audio(audio, media_s / 10, warm, browser, vad)
