@@ -49,7 +49,6 @@ TASKS = ("image", "landmarks", "text", "tabular")
 BACKENDS = ("vision", "vector", "zeroshot", "tabular")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-MAX_IMAGE_PIXELS = 50_000_000  # width x height refused above this before decoding (a 12 MP photo is 12e6)
 
 
 class BundleError(ValueError):
@@ -188,23 +187,14 @@ def _is_numeric(items: Any) -> bool:
 
 
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
-    """(H, W, 3) uint8 RGB from an image file (decoded by PIL, as fastai does); a clear error if it is not
-    one, or if its header declares more than MAX_IMAGE_PIXELS (checked before any pixel is decoded)."""
-    from PIL import Image, UnidentifiedImageError
+    """(H, W, 3) uint8 RGB from an image file, read by capture.images (PIL, as fastai; the header's pixel
+    count checked against MAX_IMAGE_PIXELS before decoding); BundleError says what is wrong with it."""
+    from capture.images import ImageError, read_image_rgb  # here: importing capture loads scipy (seconds)
 
     try:
-        with Image.open(path) as im:  # reads the header only
-            width, height = im.size
-            if width * height > MAX_IMAGE_PIXELS:
-                raise BundleError(f"{path} declares {width}x{height} pixels ({width * height / 1e6:.0f} megapixels); "
-                                  f"images above {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels are refused: resize it first")
-            return np.asarray(im.convert("RGB"))
-    except Image.DecompressionBombError as e:
-        raise BundleError(f"{path} declares too many pixels to decode safely ({e}); resize it first") from e
-    except (OSError, UnidentifiedImageError, ValueError) as e:
-        if isinstance(e, BundleError):
-            raise
-        raise BundleError(f"{path} is not a readable image (corrupt or not an image)") from e
+        return read_image_rgb(path)
+    except ImageError as e:
+        raise BundleError(str(e)) from e
 
 
 def load_bundle(path: str | os.PathLike, *, trust_pickle: bool = False) -> Bundle:
@@ -282,7 +272,7 @@ def _load_format1(root: Path, spec: dict[str, Any], trust_pickle: bool) -> Bundl
         raise BundleError(f"{path} is missing; re-export the bundle")
     if not trust_pickle:
         raise pickle_refusal(path)
-    learner = _load_trusted_learner(path)
+    learner = load_trusted_learner(path)
     tabular = None
     if spec["backend"] == "tabular":
         from models.tabular_inputs import TabularInputs
@@ -291,18 +281,25 @@ def _load_format1(root: Path, spec: dict[str, Any], trust_pickle: bool) -> Bundl
     return Bundle(root, spec, learner.model.eval(), tabular=tabular)
 
 
-def _load_trusted_learner(path: Path) -> Any:
-    from fastai.learner import load_learner
+def load_trusted_learner(path: str | os.PathLike) -> Any:
+    """The fastai Learner in a `learn.export()` pickle. Unpickling runs code from the file: call this only
+    for a file the user said they trust (trust_pickle). BundleError says what is wrong with the file."""
+    from fastai.learner import Learner, load_learner
 
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*(insecure|pickle|weights_only).*")
             learner = load_learner(path, cpu=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing to the user
-        raise BundleError(f"{path} could not be read as a fastai export ({type(e).__name__}: {e}); it is damaged "
-                          "or not a `learn.export()` file: export it again") from e
-    if not hasattr(learner, "model") or not hasattr(learner, "dls"):
-        raise BundleError(f"{path} holds a {type(learner).__name__}, not a fastai Learner; export it again")
+        if isinstance(e, AttributeError) and "'dls'" in str(e):  # fastai touched .dls of a non-Learner
+            kind = str(e).split("'")[1] if "'" in str(e) else "something else"
+            raise BundleError(f"{path} holds a {kind}, not a fastai Learner; "
+                              "save your model with `learn.export('model.pkl')`") from e
+        raise BundleError(f"{path} could not be read as a fastai export ({type(e).__name__}: {e}); it is "
+                          "corrupt or not a `learn.export()` file -- export the learner again") from e
+    if not isinstance(learner, Learner):
+        raise BundleError(f"{path} holds a {type(learner).__name__}, not a fastai Learner; "
+                          "save your model with `learn.export('model.pkl')`")
     return learner
 
 

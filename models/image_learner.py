@@ -11,7 +11,6 @@ applied with OpenCV/numpy, then the model runs under `torch.inference_mode`.
 from __future__ import annotations
 
 import os
-import pickle
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -46,7 +45,7 @@ def _upload_dirs() -> list[Path]:
 def load_image_learner(path: str | Path, settings: ImageLearnerSettings = ImageLearnerSettings(), *,
                        trust_pickle: bool = False) -> "ImageLearner":
     """Load a fastai .pkl export named explicitly by the user who trusts it (`trust_pickle`)."""
-    from models.bundle import pickle_refusal
+    from models.bundle import BundleError, load_trusted_learner, pickle_refusal
 
     path = Path(path).expanduser()
     if not path.is_file():
@@ -57,23 +56,10 @@ def load_image_learner(path: str | Path, settings: ImageLearnerSettings = ImageL
                                "from a path you typed yourself are loaded")
     if not trust_pickle:
         raise pickle_refusal(path)
-    from fastai.learner import Learner, load_learner
-
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*(insecure|pickle|weights_only).*")
-            learn = load_learner(resolved, cpu=True)
-    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, ImportError, AttributeError,
-            ModuleNotFoundError, TypeError, OSError, KeyError) as e:
-        if isinstance(e, AttributeError) and "'dls'" in str(e):  # fastai touched .dls of a non-Learner
-            kind = str(e).split("'")[1] if "'" in str(e) else "something else"
-            raise LearnerLoadError(f"{path} holds a {kind}, not a fastai Learner; "
-                                   "save your model with `learn.export('model.pkl')`") from e
-        raise LearnerLoadError(f"{path} could not be read as a fastai export ({type(e).__name__}: {e}); it is "
-                               "corrupt or not a `learn.export()` file -- export the learner again") from e
-    if not isinstance(learn, Learner):
-        raise LearnerLoadError(f"{path} holds a {type(learn).__name__}, not a fastai Learner; "
-                               "save your model with `learn.export('model.pkl')`")
+        learn = load_trusted_learner(resolved)
+    except BundleError as e:
+        raise LearnerLoadError(str(e)) from e
     return ImageLearner(learn, settings, source=str(path))
 
 
