@@ -191,18 +191,20 @@ def emotion_crop_box(box: FaceBox, settings: CropSettings = CropSettings()) -> t
     return (int(round(cx - half)), int(round(cy - half)), int(round(cx + half)), int(round(cy + half)))
 
 
-def crop_square(grey: np.ndarray, crop: tuple[int, int, int, int], size_px: int) -> np.ndarray:
-    """Cut `crop` out of a (H, W) image, replicating edge pixels where it leaves the frame; -> (size, size)."""
-    h, w = grey.shape[:2]
+def crop_square(image: np.ndarray, crop: tuple[int, int, int, int], size_px: int,
+                upscale: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """Cut `crop` out of a (H, W) or (H, W, 3) image, replicating edge pixels where it leaves the frame,
+    resized to (size, size[, 3]): INTER_AREA when shrinking, `upscale` (an OpenCV interpolation) when growing."""
+    h, w = image.shape[:2]
     x0, y0, x1, y1 = crop
-    inner = grey[max(y0, 0):min(y1, h), max(x0, 0):min(x1, w)]
+    inner = image[max(y0, 0):min(y1, h), max(x0, 0):min(x1, w)]
     if inner.size == 0:
         raise ValueError(f"crop {crop} lies outside the {w}x{h} frame")
     pads = (max(-y0, 0), max(y1 - h, 0), max(-x0, 0), max(x1 - w, 0))
     if any(pads):
         inner = cv2.copyMakeBorder(inner, *pads, cv2.BORDER_REPLICATE)
     shrinking = inner.shape[0] > size_px
-    return cv2.resize(inner, (size_px, size_px), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    return cv2.resize(inner, (size_px, size_px), interpolation=cv2.INTER_AREA if shrinking else upscale)
 
 
 def emotion_crops(grey: np.ndarray, boxes: list[FaceBox], settings: CropSettings = CropSettings()) -> np.ndarray:

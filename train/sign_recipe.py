@@ -69,6 +69,7 @@ def detect_hands(root: Path, crop_size_px: int = 128, log=print) -> HandSet:
     import cv2
 
     from capture.images import read_image_rgb
+    from models.faces import crop_square
     from models.hands import HandSettings, landmark_features, load_hand_landmarks
 
     root = Path(root)
@@ -99,7 +100,7 @@ def detect_hands(root: Path, crop_size_px: int = 128, log=print) -> HandSet:
                     else:
                         box = _square_box(np.array(hands[0].box) / scale, CROP_MARGIN)
                 boxes[i] = box
-                crop = _crop(rgb, box, crop_size_px)
+                crop = crop_square(rgb, box, crop_size_px, upscale=cv2.INTER_CUBIC)  # (size, size, 3)
                 cv2.imwrite(str(folder / f"{i:05d}.png"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
         finally:
             detector.close()
@@ -118,20 +119,6 @@ def _square_box(box: np.ndarray, margin: float) -> tuple[int, int, int, int]:
     side = max(x1 - x0, y1 - y0) * (1 + 2 * margin)
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     return (round(cx - side / 2), round(cy - side / 2), round(cx + side / 2), round(cy + side / 2))
-
-
-def _crop(rgb: np.ndarray, box: tuple[int, int, int, int], size_px: int) -> np.ndarray:
-    """Square crop, edges replicated where it leaves the image, resized to (size_px, size_px, 3)."""
-    import cv2
-
-    h, w = rgb.shape[:2]
-    x0, y0, x1, y1 = box
-    inner = rgb[max(y0, 0):min(y1, h), max(x0, 0):min(x1, w)]
-    pads = (max(-y0, 0), max(y1 - h, 0), max(-x0, 0), max(x1 - w, 0))
-    if any(pads):
-        inner = cv2.copyMakeBorder(inner, *pads, cv2.BORDER_REPLICATE)
-    interp = cv2.INTER_AREA if inner.shape[0] > size_px else cv2.INTER_CUBIC
-    return cv2.resize(inner, (size_px, size_px), interpolation=interp)
 
 
 def contiguous_block_split(labels: np.ndarray, frames: np.ndarray, n_blocks: int = 5, fold: int = 2,
