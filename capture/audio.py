@@ -268,11 +268,8 @@ class AudioFileSource(Source[AudioChunk]):
             for begin in range(0, len(self.samples), n):
                 block = self.samples[begin : begin + n]
                 end_s = (emitted + len(block)) / AUDIO_SAMPLE_RATE
-                if self.settings.realtime:
-                    delay_s = start_clock + end_s - time.monotonic()  # a mic delivers when the block is recorded
-                    if delay_s > 0 and self._stopping.wait(delay_s):
-                        return
-                if self._stopping.is_set():
+                # a mic delivers a block when it has been recorded
+                if not self._pace(start_clock + end_s if self.settings.realtime else None):
                     return
                 now = time.monotonic()
                 self._emit(AudioChunk(block.copy(), AUDIO_SAMPLE_RATE, emitted / AUDIO_SAMPLE_RATE, now, self.name), now)

@@ -86,6 +86,13 @@ class Source(Generic[T]):
             self._times.append(time.monotonic() if timestamp_s is None else timestamp_s)
         return self._queue.put(item, timeout_s=None)
 
+    def _pace(self, due_s: float | None) -> bool:
+        """Wait until time.monotonic() reaches `due_s` (a file replayed at its recorded pace; None: no wait).
+        False once stop() was called: the producer should return."""
+        if due_s is not None and (delay_s := due_s - time.monotonic()) > 0:
+            self._stopping.wait(delay_s)
+        return not self._stopping.is_set()
+
     def _run(self) -> None:
         try:
             self._produce()

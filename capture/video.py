@@ -261,10 +261,8 @@ class VideoFileSource(Source[VideoFrame]):
                 self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
                 position = 0
                 continue
-            if self.settings.realtime:
-                delay_s = start_s + index / self.fps - time.monotonic()
-                if delay_s > 0 and self._stopping.wait(delay_s):
-                    return
+            if not self._pace(start_s + index / self.fps if self.settings.realtime else None):
+                return
             now = time.monotonic()
             self._emit(VideoFrame(to_rgb(image), now, index, position / self.fps, self.name), now)
             index += 1
@@ -317,11 +315,7 @@ class ImageFolderSource(Source[VideoFrame]):
                     self.skipped += 1
                     warnings.warn(f"Skipping: {why}.", stacklevel=2)
                     continue
-                if self.settings.realtime:
-                    delay_s = start_s + index / self.settings.folder_fps - time.monotonic()
-                    if delay_s > 0 and self._stopping.wait(delay_s):
-                        return
-                if self._stopping.is_set():
+                if not self._pace(start_s + index / self.settings.folder_fps if self.settings.realtime else None):
                     return
                 now = time.monotonic()
                 self._emit(VideoFrame(to_rgb(image), now, index, position / self.settings.folder_fps,
