@@ -3,7 +3,6 @@ saved and loaded back with no pickle, gives the probabilities fastai's own learn
 from __future__ import annotations
 
 import json
-import warnings
 
 import numpy as np
 import pytest
@@ -17,11 +16,7 @@ from train.synthetic import LeakyLandmarks, ShapeImages, leaky_landmarks, shape_
 TOLERANCE = 1e-5  # probabilities
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
+pytestmark = pytest.mark.filterwarnings("ignore")  # fastai/torch deprecation noise
 
 
 def _fit(learn, epochs: int = 2) -> None:

@@ -4,7 +4,6 @@ the CLI, and bad input."""
 from __future__ import annotations
 
 import json
-import warnings
 
 import numpy as np
 import pytest
@@ -24,11 +23,7 @@ from train.trainer import (TrainSettings, compare_bundles, evaluate_bundle, item
 QUIET = FitSettings(progress=False)
 
 
-@pytest.fixture(autouse=True)
-def _quiet_warnings():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
+pytestmark = pytest.mark.filterwarnings("ignore")  # fastai/torch deprecation noise
 
 
 def _landmark_store(path, cfg=LeakyLandmarks()):

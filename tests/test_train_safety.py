@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import struct
-import warnings
 import zlib
 from pathlib import Path
 
@@ -23,11 +22,7 @@ from train.trainer import TrainSettings, train_model
 QUIET = FitSettings(epochs=3, progress=False)
 
 
-@pytest.fixture(autouse=True)
-def _quiet_warnings():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
+pytestmark = pytest.mark.filterwarnings("ignore")  # fastai/torch deprecation noise
 
 
 def _png_declaring(path: Path, width: int, height: int) -> Path:
