@@ -133,7 +133,6 @@ TOPICS = {
 
 @pytest.mark.slow
 def test_text_learner_on_minilm_and_zero_shot(tmp_path):
-    pytest.importorskip("models.embeddings")
     store = SampleStore(tmp_path / "s")
     for label, phrases in TOPICS.items():
         for i, text in enumerate(phrases):
@@ -153,7 +152,6 @@ def test_text_learner_on_minilm_and_zero_shot(tmp_path):
 
 @pytest.mark.slow
 def test_image_transfer_learning_bundle_round_trip(tmp_path):
-    pytest.importorskip("models.backbone")
     store = SampleStore(tmp_path / "s")
     fill_store(store, "image", shape_images(ShapeImages(n_persons=3, per_person_class=4, size_px=96,
                                                         classes=("circle", "square", "cross"), label_noise=0)))
