@@ -67,9 +67,12 @@ def test_spoken_file_replays_in_real_time_in_contiguous_chunks(spoken):
     assert all(b.start_s == pytest.approx(a.end_s) for a, b in zip(chunks, chunks[1:]))
     times = [c.timestamp_s for c in chunks]
     assert all(b > a for a, b in zip(times, times[1:]))
-    # each chunk is released when it would have been recorded
-    lateness = [c.timestamp_s - times[0] - (c.end_s - chunks[0].end_s) for c in chunks]
-    assert float(np.median(np.abs(lateness))) < 0.01 and max(np.abs(lateness)) < 0.1
+    # each chunk is released when it would have been recorded: its release time minus its end in the
+    # recording is the same for all (measured against the median, so one late wake-up, e.g. of the first
+    # chunk on a loaded machine, does not shift the others)
+    offsets = np.array([c.timestamp_s - c.end_s for c in chunks])
+    lateness = np.abs(offsets - np.median(offsets))
+    assert float(np.median(lateness)) < 0.01 and lateness.max() < 0.1, lateness.round(3)
     assert np.array_equal(np.concatenate([c.samples for c in chunks]), whole)
 
 
