@@ -43,10 +43,11 @@ def test_realtime_replay_keeps_pace(video):
         frames = list(source)
         fps = source.stats().capture_fps
     t0 = frames[0].timestamp_s
-    lateness = [f.timestamp_s - (t0 + f.index / FPS) for f in frames]
+    offsets = np.array([f.timestamp_s - f.index / FPS for f in frames])  # the same for all, on schedule
+    lateness = np.abs(offsets - np.median(offsets))  # (not against frame 0: one late wake-up shifts no other)
     assert len(frames) == FRAMES
-    assert float(np.median(np.abs(lateness))) < 0.01, "frames are released on the file's schedule"
-    assert max(abs(x) for x in lateness) < 0.1, f"a frame was released {max(lateness):.3f} s off schedule"
+    assert float(np.median(lateness)) < 0.01, "frames are released on the file's schedule"
+    assert lateness.max() < 0.1, f"a frame was released {lateness.max():.3f} s off schedule"
     assert frames[-1].timestamp_s - t0 == pytest.approx((FRAMES - 1) / FPS, rel=0.05)
     assert fps == pytest.approx(FPS, rel=0.1)
 
