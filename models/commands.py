@@ -12,7 +12,9 @@ likely each label's text is, given the audio:
    its tokens' log-probabilities;
 4. a label's score is the log-sum-exp over its forms;
 5. "none of these" is one more class: the greedy transcript scored the same way, plus a rejection
-   bias (unknown words and silence find their own transcript more likely than any label);
+   bias (unknown words and silence find their own transcript more likely than any label), plus a
+   weight times the log-odds of Whisper's no-speech token (noise is often transcribed as a short
+   word, even a label: "No", but Whisper also says it holds no speech);
 6. softmax over labels + none-of-these with a temperature. Temperature, bias and the conformal
    threshold come from a `CommandCalibration` (fitted by `train.command_calibration`, never on
    evaluation data); the shipped one for tiny.en lives in models/calibration/.
@@ -152,14 +154,16 @@ def _non_latin_share(text: str) -> float:
 class CommandCalibration:
     """How raw label scores become probabilities, and what that was measured on.
 
-    p = softmax([label scores..., transcript score + bias] / temperature), where the bias is
-    `match_bias` when the greedy transcript is itself one of the labels ("Yes." for "yes": then the
-    transcript is evidence FOR that label, not for none of these) and `rejection_bias` otherwise.
+    p = softmax([label scores..., none score] / temperature), where
+    none score = transcript score + bias + no_speech_weight * log(p_no_speech / (1 - p_no_speech));
+    the bias is `match_bias` when the greedy transcript is itself one of the labels ("Yes." for "yes":
+    then the transcript is evidence FOR that label, not for none of these), else `rejection_bias`.
     """
 
     temperature: float = 1.0  # > 1 softens overconfident scores
     rejection_bias: float = 0.0  # added to the none-of-these score (log units); < 0 rejects less
     match_bias: float = 0.0  # the same, when the transcript reads as one of the labels
+    no_speech_weight: float = 0.0  # weight of the no-speech log-odds in the none-of-these score
     conformal_qhat: float | None = None  # split-conformal threshold on 1 - p(true class)
     coverage: float | None = None  # target coverage of the prediction sets, e.g. 0.9
     calibrated: bool = False  # True only when fitted on held-out data and its error measured
@@ -186,16 +190,18 @@ class CommandCalibration:
                                     "python -m train.command_calibration") from e
 
     def logits(self, label_scores: np.ndarray, transcript_score: np.ndarray | float,
-               transcript_is_label: np.ndarray | bool) -> np.ndarray:
-        """(..., K) label scores, (...) transcript scores and flags -> (..., K + 1) logits before temperature."""
+               transcript_is_label: np.ndarray | bool, no_speech_prob: np.ndarray | float) -> np.ndarray:
+        """(..., K) label scores and (...) transcript scores, flags, no-speech probabilities
+        -> (..., K + 1) logits before temperature."""
         bias = np.where(transcript_is_label, self.match_bias, self.rejection_bias)
-        none = (np.asarray(transcript_score, dtype=np.float64) + bias)[..., None]
-        return np.concatenate([np.asarray(label_scores, dtype=np.float64), none], axis=-1)
+        p_ns = np.clip(np.asarray(no_speech_prob, dtype=np.float64), 1e-6, 1 - 1e-6)
+        none = np.asarray(transcript_score, dtype=np.float64) + bias + self.no_speech_weight * np.log(p_ns / (1 - p_ns))
+        return np.concatenate([np.asarray(label_scores, dtype=np.float64), none[..., None]], axis=-1)
 
     def probs(self, label_scores: np.ndarray, transcript_score: np.ndarray | float,
-              transcript_is_label: np.ndarray | bool) -> np.ndarray:
+              transcript_is_label: np.ndarray | bool, no_speech_prob: np.ndarray | float) -> np.ndarray:
         """(..., K + 1) probabilities: the labels, then none of these."""
-        return softmax(self.logits(label_scores, transcript_score, transcript_is_label), self.temperature)
+        return softmax(self.logits(label_scores, transcript_score, transcript_is_label, no_speech_prob), self.temperature)
 
 
 def default_calibration(model: str) -> CommandCalibration:
@@ -221,6 +227,7 @@ class ScoredUtterance:
     form_logprobs: np.ndarray  # (F,) summed token log-probs of each form given (in the order given)
     transcript: str  # greedy transcript (may be empty)
     transcript_logprob: float  # its summed token log-probs, end-of-text included
+    no_speech_prob: float  # Whisper's probability of its no-speech token after start-of-transcript
     duration_s: float  # audio length
     compute_s: float  # wall time of encoder + decoder
 
@@ -266,9 +273,10 @@ class CommandScorer:
                 cross_kv[att.key], cross_kv[att.value] = att.key(features), att.value(features)  # (1, 1500, d)
             transcript_tokens = self._greedy(features, cross_kv, int(8 * len(audio) / SAMPLE_RATE) + 8)
             sequences = [list(f) for f in forms] + [transcript_tokens]
-            logprobs = self._sequence_logprobs(features, cross_kv, sequences)  # (F + 1,)
+            logprobs, no_speech = self._sequence_logprobs(features, cross_kv, sequences)  # (F + 1,), float
         text = self.tokenizer.decode(transcript_tokens).strip()
-        return ScoredUtterance(logprobs[:-1], text, float(logprobs[-1]), len(audio) / SAMPLE_RATE, time.perf_counter() - t0)
+        return ScoredUtterance(logprobs[:-1], text, float(logprobs[-1]), no_speech, len(audio) / SAMPLE_RATE,
+                               time.perf_counter() - t0)
 
     def _decoder_hidden(self, tokens: torch.Tensor, features: torch.Tensor, cross_kv: dict) -> torch.Tensor:
         """TextDecoder.forward up to its last layer norm: (B, T) tokens -> (B, T, d) hidden states.
@@ -308,8 +316,10 @@ class CommandScorer:
             out.append(token)
         return out
 
-    def _sequence_logprobs(self, features: torch.Tensor, cross_kv: dict, sequences: list[list[int]]) -> np.ndarray:
-        """(S,) summed log-probs of prefix + sequence + end-of-text, all sequences in one padded batch.
+    def _sequence_logprobs(self, features: torch.Tensor, cross_kv: dict,
+                           sequences: list[list[int]]) -> tuple[np.ndarray, float]:
+        """(S,) summed log-probs of prefix + sequence + end-of-text, all sequences in one padded batch,
+        and the no-speech probability (read, as Whisper does, at the start-of-transcript position).
 
         The vocabulary projection (d x 51k per position) dominates the cost, so it runs once per distinct
         prefix: forms of a label share their first tokens (" yes", " yes.", " yes!").
@@ -322,7 +332,7 @@ class CommandScorer:
             tokens[i, : len(f)] = torch.tensor(f)
         hidden = self._decoder_hidden(tokens.to(features.device), features, cross_kv)  # (S, W, d)
         rows: dict[tuple[int, ...], int] = {}  # distinct prefix -> row in `picks`
-        picks: list[tuple[int, int]] = []  # (sequence, position) whose hidden state predicts the next token
+        picks: list[tuple[int, int]] = [(0, 0)]  # (sequence, position) whose hidden state predicts the next token
         needs: list[list[tuple[int, int]]] = []  # per sequence: (row, target token)
         for i, f in enumerate(full):
             needs.append([])
@@ -333,8 +343,9 @@ class CommandScorer:
                     picks.append((i, pos))
                 needs[-1].append((rows[key], f[pos + 1]))
         index = torch.tensor(picks, device=hidden.device)
-        logp = self._log_softmax(hidden[index[:, 0], index[:, 1]])  # (distinct prefixes, n_vocab)
-        return np.array([sum(float(logp[r, t]) for r, t in need) for need in needs])
+        logp = self._log_softmax(hidden[index[:, 0], index[:, 1]])  # (1 + distinct prefixes, n_vocab)
+        no_speech = float(logp[0, self.tokenizer.no_speech].exp())  # row 0: after start-of-transcript
+        return np.array([sum(float(logp[r, t]) for r, t in need) for need in needs]), no_speech
 
 
 def check_audio(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -399,7 +410,7 @@ class CommandClassifier:
         label_score, scored = self.scores(audio, sample_rate)
         cal = self.calibration
         is_label = normalise(scored.transcript) in self._keys
-        probs = cal.probs(label_score, scored.transcript_logprob, is_label)
+        probs = cal.probs(label_score, scored.transcript_logprob, is_label, scored.no_speech_prob)
         return make_prediction(
             self.classes, probs, policy=self.policy,
             conformal_qhat=cal.conformal_qhat if cal.calibrated else None,
@@ -408,6 +419,7 @@ class CommandClassifier:
             extra={
                 "transcript": scored.transcript,
                 "transcript_is_label": is_label,
+                "no_speech_prob": scored.no_speech_prob,
                 "calibrated_on": cal.fitted_on,
                 "heldout_ece": cal.heldout_ece,
                 "method": "Whisper scores each label's text on the audio",

@@ -62,11 +62,12 @@ def test_label_scores_are_log_sum_exp_over_forms():
 
 
 def test_calibration_biases_apply_to_none_of_these_only():
-    cal = CommandCalibration(temperature=2.0, rejection_bias=-1.0, match_bias=-3.0)
-    z = cal.logits(np.array([[-1.0, -2.0]]), np.array([-0.5]), np.array([False]))
+    cal = CommandCalibration(temperature=2.0, rejection_bias=-1.0, match_bias=-3.0, no_speech_weight=0.5)
+    z = cal.logits(np.array([[-1.0, -2.0]]), np.array([-0.5]), np.array([False]), np.array([0.5]))
     assert np.allclose(z, [[-1.0, -2.0, -1.5]])
-    assert np.allclose(cal.logits(np.array([-1.0, -2.0]), -0.5, True), [-1.0, -2.0, -3.5])
-    p = cal.probs(np.array([-1.0, -2.0]), -0.5, False)
+    assert np.allclose(cal.logits(np.array([-1.0, -2.0]), -0.5, True, 0.5), [-1.0, -2.0, -3.5])
+    assert np.allclose(cal.logits(np.array([-1.0, -2.0]), -0.5, True, 0.9), [-1.0, -2.0, -3.5 + 0.5 * np.log(9)])
+    p = cal.probs(np.array([-1.0, -2.0]), -0.5, False, 0.1)
     assert p.shape == (3,) and abs(p.sum() - 1) < 1e-9
 
 
@@ -97,7 +98,7 @@ def test_learned_forms_come_from_transcripts_of_a_label_only():
 
     clips = [LabelledClip(f"c{i}", None, label, "p") for i, label in enumerate(["two", "two", "two", NONE_OF_THESE, NONE_OF_THESE, "yes"])]
     texts = ["to.", "To.", "2.", "Thank you.", "Thank you.", "Yes."]
-    scores = {c.id: ClipScores(t, -1.0, {}) for c, t in zip(clips, texts)}
+    scores = {c.id: ClipScores(t, -1.0, 0.1, {}) for c, t in zip(clips, texts)}
     learned = learn_forms(clips, scores, ["two", "yes"])
     assert set(learned) == {"two"} and set(learned["two"]) == {" to.", " To."}  # "2." is the label itself
 
@@ -125,7 +126,7 @@ def test_spoken_command_comes_back_as_its_class(classifier, spoken, spoken_text,
 def test_room_noise_and_an_unknown_word_are_none_of_these(classifier, spoken):
     quiet = classifier.classify(room_noise())
     assert quiet.label == NONE_OF_THESE, (quiet.as_label_dict(), quiet.extra["transcript"])
-    word = classifier.classify(load(spoken("banana")))
+    word = classifier.classify(load(spoken("elephant")))
     assert word.label == NONE_OF_THESE, (word.as_label_dict(), word.extra["transcript"])
 
 
