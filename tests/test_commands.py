@@ -157,9 +157,14 @@ def test_a_team_refit_from_recordings_is_validated_by_person(spoken, tmp_path):
             store.add("audio", "other" if word == "banana" else word, person=voice, data=wav.read_bytes(), suffix=".wav")
     clips = store_clips(tmp_path / "team")
     assert {c.label for c in clips} == {"yes", "no", "stop", NONE_OF_THESE}
-    cal, report = fit_command_calibration(clips, [("yes", "no", "stop")], CommandScorer(), fitted_on="team test", n_folds=3, learn=True)
-    assert cal.calibrated and report["heldout"]["persons"] == 3 and report["heldout"]["n"] == 12
+    shipped = default_calibration("tiny.en")
+    cal, report = fit_command_calibration(clips, [("yes", "no", "stop")], CommandScorer(), fitted_on="team test", n_folds=3,
+                                          learn=True, prior=shipped)
+    assert report["heldout"]["persons"] == 3 and report["heldout"]["n"] == 12
     assert report["heldout"]["accuracy"] >= 0.75
-    assert "held-out ECE" in cal.fitted_on
+    assert not cal.calibrated and "too few" in cal.fitted_on and "held-out ECE" in cal.fitted_on  # 12 < 30 recordings
+    assert 0.3 < cal.temperature < 3.0  # the prior keeps a tiny fit from running to an extreme
+    classifier = CommandClassifier(["yes", "no", "stop"], CommandScorer(), calibration=cal)
+    assert classifier.classify(load(spoken("stop"))).label == "stop"
     path = cal.to_json(tmp_path / "cal.json")
     assert CommandCalibration.from_json(path) == cal

@@ -51,6 +51,8 @@ COVERAGE = 0.9  # target of the prediction sets
 # whatever the data's mix (Speech Commands has 2 non-command clips per command clip). On persons held out of
 # the traindata fit, 0.5 gave ECE 0.013 and 5% false rejects against 0.022 and 10% with the data's own mix.
 NONE_SHARE = 0.5
+PRIOR_EXAMPLES = 20.0  # a prior calibration counts as this many recordings (team refits start from the shipped one)
+MIN_CALIBRATION_CLIPS = 30  # fewer recordings than this (or a single person) are not called calibrated
 
 
 @dataclass(frozen=True)
@@ -229,13 +231,20 @@ def build_rows(clips: Sequence[LabelledClip], scores: dict[str, ClipScores], lab
 
 
 # ---- fitting -------------------------------------------------------------------------------------
-def fit_parameters(row_sets: Sequence[Rows], none_share: float | None = None) -> CommandCalibration:
+def fit_parameters(row_sets: Sequence[Rows], none_share: float | None = None,
+                   prior: CommandCalibration | None = None) -> CommandCalibration:
     """Temperature, the two biases and the no-speech weight minimising the negative log-likelihood of the rows.
 
     none_share: weight none-of-these rows so that they make up this share of the total weight (the share
     of non-commands expected in use); None: as they come in the data.
+    prior: start from these parameters and pull towards them as PRIOR_EXAMPLES recordings would (a
+    Gaussian prior): a team's few recordings move the shipped calibration only as far as they justify.
     """
     weights = [_row_weights(rows, row_sets, none_share) for rows in row_sets]
+    theta0 = (np.array([math.log(prior.temperature), prior.rejection_bias, prior.match_bias, prior.no_speech_weight])
+              if prior is not None else np.zeros(4))
+    n_rows = sum(len(r.target) for r in row_sets)
+    pull = PRIOR_EXAMPLES / max(n_rows, 1) if prior is not None else 0.0
 
     def nll(theta: np.ndarray) -> float:
         cal = CommandCalibration(temperature=math.exp(theta[0]), rejection_bias=theta[1], match_bias=theta[2],
@@ -249,9 +258,9 @@ def fit_parameters(row_sets: Sequence[Rows], none_share: float | None = None) ->
             logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
             total -= (w * logp[np.arange(len(rows.target)), rows.target]).sum()
             n += w.sum()
-        return total / max(n, 1e-12)
+        return total / max(n, 1e-12) + 0.5 * pull * float(((theta - theta0) ** 2).sum())
 
-    res = minimize(nll, np.zeros(4), method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-6, "maxiter": 4000})
+    res = minimize(nll, theta0, method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-6, "maxiter": 4000})
     log_t = float(np.clip(res.x[0], math.log(0.05), math.log(20.0)))
     return CommandCalibration(temperature=math.exp(log_t), rejection_bias=float(res.x[1]), match_bias=float(res.x[2]),
                               no_speech_weight=float(res.x[3]))
@@ -290,14 +299,15 @@ def summary(probs: np.ndarray, target: np.ndarray) -> dict[str, float]:
 
 def fit_command_calibration(clips: Sequence[LabelledClip], tasks: Sequence[Sequence[str]], scorer: CommandScorer, *,
                             fitted_on: str, learn: bool = False, n_folds: int = N_FOLDS, coverage: float = COVERAGE,
-                            none_share: float | None = NONE_SHARE,
+                            none_share: float | None = NONE_SHARE, prior: CommandCalibration | None = None,
                             cache: dict[str, dict] | None = None,
                             progress: Callable[[str], None] = lambda s: None) -> tuple[CommandCalibration, dict[str, Any]]:
     """Fit on all clips; measure by group k-fold over persons (forms, biases and thresholds fitted per fold).
 
     tasks: label sets to score; a clip whose label is not in a set is a none-of-these example for it.
     learn: learn extra surface forms from the transcripts (team recordings); needs a second Whisper pass.
-    none_share: weight of the none-of-these examples in the fit (see `fit_parameters`).
+    none_share, prior: see `fit_parameters`. With fewer than MIN_CALIBRATION_CLIPS clips the result is
+    not called calibrated (its held-out error is still measured and stored).
     """
     labels_all = list(dict.fromkeys(label for task in tasks for label in task))
     base_forms = list(dict.fromkeys(f for label in labels_all for f in surface_forms(label)))
@@ -318,7 +328,7 @@ def fit_command_calibration(clips: Sequence[LabelledClip], tasks: Sequence[Seque
         train = [c for c in clips if c.person not in fold]
         test = [c for c in clips if c.person in fold]
         forms = learn_forms(train, scores, labels_all) if learn else {}
-        cal = fit_parameters([build_rows(train, scores, task, forms) for task in tasks], none_share)
+        cal = fit_parameters([build_rows(train, scores, task, forms) for task in tasks], none_share, prior)
         fit_probs = [(r.probs(cal), r.target) for r in (build_rows(train, scores, t, forms) for t in tasks)]
         qhat = _pooled_qhat(fit_probs, coverage)
         for task in tasks:
@@ -336,13 +346,17 @@ def fit_command_calibration(clips: Sequence[LabelledClip], tasks: Sequence[Seque
                    persons=len(persons))
     forms = learn_forms(clips, scores, labels_all) if learn else {}
     row_sets = [build_rows(clips, scores, task, forms) for task in tasks]
-    fitted = fit_parameters(row_sets, none_share)
+    fitted = fit_parameters(row_sets, none_share, prior)
     qhat = _pooled_qhat([(r.probs(fitted), r.target) for r in row_sets], coverage)
     n_rows = int(sum(len(r.target) for r in row_sets))
+    enough = len(scores) >= MIN_CALIBRATION_CLIPS and len(persons) >= 2
+    verdict = (f"held-out ECE {heldout['ece']:.3f} on persons left out ({heldout['folds']}-fold by person)" if enough else
+               f"NOT calibrated: {len(scores)} recordings by {len(persons)} person(s) are too few (record at least "
+               f"{MIN_CALIBRATION_CLIPS}, by 2 or more people); held-out ECE {heldout['ece']:.3f}")
     cal = replace(
-        fitted, conformal_qhat=qhat, coverage=coverage, calibrated=True, model=scorer.settings.model,
-        fitted_on=(f"{fitted_on}; none of these weighted {'as it comes' if none_share is None else f'to {none_share:.0%}'}; "
-                   f"held-out ECE {heldout['ece']:.3f} on persons left out ({heldout['folds']}-fold by person)"),
+        fitted, conformal_qhat=qhat, coverage=coverage, calibrated=enough, model=scorer.settings.model,
+        fitted_on=(f"{fitted_on}; none of these weighted {'as it comes' if none_share is None else f'to {none_share:.0%}'}"
+                   f"{'; starting from ' + prior.model + ' shipped calibration' if prior is not None else ''}; {verdict}"),
         n=n_rows, heldout_ece=heldout["ece"], heldout=heldout, extra_forms=forms)
     return cal, {"heldout": heldout, "n_clips": len(scores), "skipped_silent": len(clips) - len(scores)}
 
@@ -380,7 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     scorer = CommandScorer(CommandScorerSettings(model=args.model))
     if args.speech_commands:
         clips = speech_commands_clips(args.speech_commands) + synthetic_silence(args.silence)
-        tasks, learn = [COMMAND_WORDS, DIGIT_WORDS], False
+        tasks, learn, prior = [COMMAND_WORDS, DIGIT_WORDS], False, None
         persons = len({c.person for c in clips if not c.person.startswith("synthetic")})
         fitted_on = (f"{args.speech_commands.name} (traindata: {len(clips) - args.silence} clips of 30 words by {persons} "
                      f"speakers; label sets = 10 commands and 10 digits, other words as unknown) + {args.silence} "
@@ -390,10 +404,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         tasks = [sorted({c.label for c in clips if c.label != NONE_OF_THESE})]
         learn = not args.no_learn
         fitted_on = f"team recordings in {args.store} ({len(clips)} clips, labels {', '.join(tasks[0])})"
-        CommandClassifier(tasks[0], scorer)  # refuses unusable labels before the long scoring run
+        prior = CommandClassifier(tasks[0], scorer).calibration  # also refuses unusable labels before the long run
+        prior = prior if prior.calibrated else None
     try:
         cal, report = fit_command_calibration(clips, tasks, scorer, fitted_on=fitted_on, learn=learn, cache=cache,
-                                              none_share=args.none_share,
+                                              none_share=args.none_share, prior=prior,
                                               progress=lambda s: print(s, file=sys.stderr, flush=True))
     finally:
         if args.cache:
