@@ -1,0 +1,138 @@
+"""Spoken-command benchmark: Whisper scoring the labels on the audio vs transcript + zero-shot text.
+
+    python -m bench.commands --data /work/shared/evaldata [--quick]
+
+Runs `models.commands.CommandClassifier` with the 10 command words of Speech Commands
+(yes, no, up, down, left, right, on, off, stop, go) on `speech_commands/labels.csv`: 250 command clips,
+25 clips of other words (_unknown_) and 10 of background noise (_silence_); the last 35 should come
+back "none of these". Figures (the shipped calibration, fitted on traindata only):
+- accuracy on the 250 command clips, "none of these" counted wrong, with a 95% Wilson interval;
+- ece: 15-bin expected calibration error of the 11-class probabilities over all clips (target of an
+  unknown or silence clip: none of these); ece_commands over the command clips only;
+- reject_unknown_rate (unknown + silence answered none of these), false_reject_rate (command clips
+  answered none of these), coverage and mean size of the prediction sets;
+- seconds_per_clip: wall time of one classify() (encoder + batched label scoring + greedy transcript);
+- the comparison path on the same clips: the same greedy transcript classified by zero-shot MiniLM
+  similarity to the label words (text_path_accuracy), and the plain "transcript contains the word" rule.
+Last line: one JSON object with the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from models.commands import NONE_OF_THESE, CommandClassifier, CommandScorer, CommandScorerSettings, NoSpeechError, normalise
+from train.calibration import ece
+from train.evidence import wilson_interval
+
+COMMANDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
+NOT_COMMANDS = ("_unknown_", "_silence_")
+LABELS_CSV = Path("speech_commands") / "labels.csv"
+QUICK_PER_CLASS = 3  # clips per command word with --quick (and 5 unknown, 3 silence)
+
+
+def read_clips(data: Path, quick: bool) -> list[tuple[Path, str]]:
+    """(path, truth) with truth a command word or NONE_OF_THESE."""
+    folder = data / LABELS_CSV.parent if (data / LABELS_CSV).is_file() else data
+    with open(folder / "labels.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["label"] in COMMANDS + NOT_COMMANDS]
+    if quick:
+        caps = {**{c: QUICK_PER_CLASS for c in COMMANDS}, "_unknown_": 5, "_silence_": 3}
+        kept, seen = [], {}
+        for r in rows:
+            seen[r["label"]] = seen.get(r["label"], 0) + 1
+            if seen[r["label"]] <= caps[r["label"]]:
+                kept.append(r)
+        rows = kept
+    return [(folder / r["path"], r["label"] if r["label"] in COMMANDS else NONE_OF_THESE) for r in rows]
+
+
+def text_path(transcripts: list[str], labels: tuple[str, ...]) -> list[str]:
+    """Zero-shot MiniLM: the label whose name is most similar to the transcript; '' for an empty transcript."""
+    from models.embeddings import TextEmbedder
+
+    embedder = TextEmbedder()
+    names = embedder.encode(list(labels))  # (K, 384), unit rows
+    out = []
+    for text, emb in zip(transcripts, embedder.encode([t or " " for t in transcripts])):
+        out.append(labels[int(np.argmax(names @ emb))] if normalise(text) else "")
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.commands", description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="evaldata folder (holding speech_commands/labels.csv)")
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_PER_CLASS} clips per word, 5 unknown, 3 silence")
+    parser.add_argument("--model", default="tiny.en", help="Whisper model (default tiny.en)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: best on a shared 2-core machine)")
+    args = parser.parse_args(argv)
+    from capture.audio import load_audio
+
+    clips = read_clips(args.data, args.quick)
+    load = os.getloadavg()[0]
+    warnings.filterwarnings("ignore", message="No CUDA GPU found")
+    classifier = CommandClassifier(COMMANDS, CommandScorer(CommandScorerSettings(model=args.model, threads=args.threads)))
+    classes = classifier.classes
+    classifier.classify(load_audio(clips[0][0]))  # warm-up, not timed
+    probs, truths, transcripts, sets, seconds = [], [], [], [], []
+    for path, truth in clips:
+        audio = load_audio(path)
+        t0 = time.perf_counter()
+        try:
+            p = classifier.classify(audio)
+            probs.append(p.probs)
+            transcripts.append(p.extra["transcript"])
+            sets.append(p.prediction_set or (p.label,))
+        except NoSpeechError:  # refused before scoring: the app shows "no speech", i.e. none of these
+            probs.append(np.eye(len(classes))[-1])
+            transcripts.append("")
+            sets.append((NONE_OF_THESE,))
+        seconds.append(time.perf_counter() - t0)
+        truths.append(classes.index(truth))
+    probs_a, y = np.array(probs), np.array(truths)
+    pred = probs_a.argmax(axis=1)
+    none = len(classes) - 1
+    cmd = y != none
+    acc = wilson_interval(int((pred[cmd] == y[cmd]).sum()), int(cmd.sum()))
+    reject = float((pred[~cmd] == none).mean())
+    false_reject = float((pred[cmd] == none).mean())
+    covered = float(np.mean([classes[t] in s for t, s in zip(y, sets)]))
+    text_pred = text_path([t for t, c in zip(transcripts, cmd) if c], COMMANDS)
+    text_acc = wilson_interval(sum(p == classes[t] for p, t in zip(text_pred, y[cmd])), int(cmd.sum()))
+    word_rule = [normalise(t) == classes[k] for t, k, c in zip(transcripts, y, cmd) if c]
+    cal = classifier.calibration
+    summary = {
+        "accuracy": acc.value, "accuracy_low": acc.low, "accuracy_high": acc.high,
+        "ece": ece(probs_a, y), "ece_commands": ece(probs_a[cmd], y[cmd]),
+        "reject_unknown_rate": reject, "false_reject_rate": false_reject,
+        "set_coverage": covered, "set_size_mean": float(np.mean([len(s) for s in sets])),
+        "seconds_per_clip": float(np.mean(seconds)),
+        "text_path_accuracy": text_acc.value, "text_path_accuracy_low": text_acc.low, "text_path_accuracy_high": text_acc.high,
+        "transcript_equals_word_accuracy": float(np.mean(word_rule)),
+        "n_command_clips": int(cmd.sum()), "n_unknown_silence_clips": int((~cmd).sum()),
+        "calibrated": cal.calibrated, "temperature": cal.temperature, "rejection_bias": cal.rejection_bias,
+        "match_bias": cal.match_bias, "model": args.model, "threads": args.threads, "load_avg_1min": round(load, 2),
+    }
+    print(f"spoken commands, {args.model}, {len(clips)} clips ({summary['n_command_clips']} commands, "
+          f"{summary['n_unknown_silence_clips']} unknown/silence){' [quick]' if args.quick else ''}")
+    print(f"  calibration: {cal.fitted_on}")
+    print(f"  accuracy (10 words, none counted wrong): {acc}")
+    print(f"  ECE (15 bins): {summary['ece']:.3f} all clips, {summary['ece_commands']:.3f} command clips")
+    print(f"  unknown/silence rejected: {reject:.3f}   commands falsely rejected: {false_reject:.3f}")
+    if cal.coverage:
+        print(f"  {cal.coverage:.0%} prediction sets: coverage {covered:.3f}, mean size {summary['set_size_mean']:.2f}")
+    print(f"  seconds per clip: {summary['seconds_per_clip']:.2f} ({args.threads} thread(s))")
+    print(f"  transcript + zero-shot MiniLM: {text_acc}; transcript is the word: {summary['transcript_equals_word_accuracy']:.3f}")
+    print(f"  load average at start: {load:.1f} on {os.cpu_count()} CPUs")
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

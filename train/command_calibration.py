@@ -1,0 +1,434 @@
+"""Fit the spoken-command classifier's temperature and rejection biases, validated on held-out persons.
+
+`models.commands` turns Whisper's label scores into probabilities with three numbers (temperature,
+rejection bias, match bias) and a conformal threshold. They are fitted here, by likelihood, on
+recordings that are NOT evaluation data, and their error is measured on persons held out of the fit
+(group k-fold by person): a calibration is only called calibrated with that figure beside it.
+
+Two sources:
+- the shipped tiny.en calibration: `../shared/traindata/speech_commands_v0.01_sample` (30 words:
+  10 commands, 10 digits, 10 others, ~38 speakers). Two label sets are scored: the 10 commands and the
+  10 digits; every clip of a word outside the set is a "none of these" example for it, plus synthetic
+  noise clips (white, pink, brown noise and hum at -70..-30 dBFS) as silence;
+- a team's own voice recordings (`SampleStore`, kind "audio", with label and person): the labels are
+  the team's, recordings labelled "none"/"other"/"unknown"/"silence" are none-of-these examples, and
+  the surface forms are also learned from the team's transcripts (if Whisper writes "two" as "to.",
+  " to." becomes a form of "two"), learned on the training persons of each fold only.
+
+    python -m train.command_calibration --speech-commands ../shared/traindata/speech_commands_v0.01_sample \\
+        --out models/calibration/commands_tiny_en.json
+    python -m train.command_calibration --store my_project --out my_project/commands_calibration.json
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from scipy.optimize import minimize
+
+from models.commands import (NONE_OF_THESE, CommandCalibration, CommandClassifier, CommandScorer, CommandScorerSettings,
+                             NoSpeechError, label_scores, normalise, surface_forms)
+from models.prediction import softmax
+from train.calibration import ece, empirical_coverage, conformal_qhat
+
+COMMAND_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+NONE_ALIASES = {NONE_OF_THESE, "none", "other", "unknown", "_unknown_", "silence", "_silence_", "noise"}
+SAMPLE_RATE = 16_000
+N_FOLDS = 5  # group k-fold by person
+MAX_LEARNED_FORMS = 4  # per label
+MIN_FORM_COUNT = 2  # a transcript becomes a form of a label after this many of its recordings
+COVERAGE = 0.9  # target of the prediction sets
+# Share of the fit's weight given to none-of-these examples. 0.5: commands and non-commands weigh the same,
+# whatever the data's mix (Speech Commands has 2 non-command clips per command clip). On persons held out of
+# the traindata fit, 0.5 gave ECE 0.013 and 5% false rejects against 0.022 and 10% with the data's own mix.
+NONE_SHARE = 0.5
+PRIOR_EXAMPLES = 20.0  # a prior calibration counts as this many recordings (team refits start from the shipped one)
+MIN_CALIBRATION_CLIPS = 30  # fewer recordings than this (or a single person) are not called calibrated
+
+
+@dataclass(frozen=True)
+class LabelledClip:
+    id: str  # unique, stable: the cache key (a path or a sample id)
+    audio: np.ndarray | None  # (N,) float32 16 kHz; None: read from `path` when needed
+    label: str  # a label, or NONE_OF_THESE
+    person: str
+    path: Path | None = None
+
+
+@dataclass(frozen=True)
+class ClipScores:
+    transcript: str
+    transcript_logprob: float
+    no_speech_prob: float
+    form_logprobs: dict[str, float]  # surface form -> summed token log-prob
+
+
+# ---- data ----------------------------------------------------------------------------------------
+def refuse_evaldata(path: Path) -> None:
+    if "evaldata" in Path(path).resolve().parts:
+        raise ValueError(f"{path} is evaluation data: calibration is never fitted on it (use ../shared/traindata)")
+
+
+def speech_commands_clips(folder: str | Path) -> list[LabelledClip]:
+    """labels.csv (path,label,person) of a Speech Commands sample -> clips (audio read lazily)."""
+    folder = Path(folder)
+    refuse_evaldata(folder)
+    with open(folder / "labels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [LabelledClip(row["path"], None, row["label"], row["person"], folder / row["path"]) for row in rows]
+
+
+def synthetic_silence(n: int, seed: int = 0) -> list[LabelledClip]:
+    """n one-second clips without speech: white, pink, brown noise or mains hum at -70..-30 dBFS."""
+    rng = np.random.default_rng(seed)
+    clips = []
+    for i in range(n):
+        kind = ("white", "pink", "brown", "hum")[i % 4]
+        white = rng.standard_normal(SAMPLE_RATE)
+        if kind == "white":
+            x = white
+        elif kind == "hum":
+            t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+            x = np.sin(2 * np.pi * rng.choice([50.0, 60.0]) * t) + 0.3 * white
+        else:  # pink (1/f) or brown (1/f^2) by shaping the spectrum
+            spectrum = np.fft.rfft(white)
+            f = np.maximum(np.fft.rfftfreq(SAMPLE_RATE), 1.0 / SAMPLE_RATE)
+            x = np.fft.irfft(spectrum / (np.sqrt(f) if kind == "pink" else f), SAMPLE_RATE)
+        level_dbfs = rng.uniform(-70, -30)
+        x = x / np.sqrt(np.mean(x**2)) * 10 ** (level_dbfs / 20)
+        clips.append(LabelledClip(f"synthetic-{kind}-{i}", np.clip(x, -1, 1).astype(np.float32), NONE_OF_THESE,
+                                  f"synthetic-noise-{i}"))
+    return clips
+
+
+def store_clips(root: str | Path) -> list[LabelledClip]:
+    """A team's voice recordings (SampleStore kind 'audio'); none-like labels become NONE_OF_THESE."""
+    from train.samples import SampleStore
+
+    refuse_evaldata(Path(root))
+    store = SampleStore(root)
+    clips = []
+    for s in store.samples("audio"):
+        label = NONE_OF_THESE if normalise(s.label) in NONE_ALIASES or s.label in NONE_ALIASES else s.label
+        clips.append(LabelledClip(s.id, None, label, s.person, s.path))
+    if not clips:
+        raise ValueError(f"{root} holds no audio recordings: record each command a few times (Train tab, microphone)")
+    return clips
+
+
+def clip_audio(clip: LabelledClip) -> np.ndarray:
+    if clip.audio is not None:
+        return clip.audio
+    from capture.audio import load_audio
+
+    return load_audio(clip.path, SAMPLE_RATE)
+
+
+# ---- scoring (the slow part: Whisper once or twice per clip) -------------------------------------
+def score_clips(scorer: CommandScorer, clips: Sequence[LabelledClip], forms: Sequence[str],
+                cache: dict[str, dict] | None = None, progress: Callable[[str], None] = lambda s: None) -> dict[str, ClipScores]:
+    """Each clip's greedy transcript and the log-prob of every form; `cache` (id -> dict) is read and extended."""
+    cache = {} if cache is None else cache
+    out: dict[str, ClipScores] = {}
+    t0 = time.perf_counter()
+    for k, clip in enumerate(clips):
+        known = cache.get(clip.id)
+        missing = [f for f in forms if known is None or f not in known["forms"]]
+        if known is None or missing:
+            try:
+                scored = scorer.score(clip_audio(clip), [scorer.encode_text(f) for f in missing])
+                entry = known or {"transcript": scored.transcript, "transcript_logprob": scored.transcript_logprob,
+                                  "no_speech_prob": scored.no_speech_prob, "forms": {}}
+                entry["forms"].update({f: float(lp) for f, lp in zip(missing, scored.form_logprobs)})
+            except NoSpeechError:  # digital silence: the classifier refuses it before scoring, so it is not fitted
+                entry = {"transcript": "", "transcript_logprob": None, "no_speech_prob": None, "forms": {}}
+            cache[clip.id] = entry
+        entry = cache[clip.id]
+        if entry["transcript_logprob"] is not None:
+            out[clip.id] = ClipScores(entry["transcript"], entry["transcript_logprob"], entry["no_speech_prob"], entry["forms"])
+        if (k + 1) % 25 == 0:
+            progress(f"scored {k + 1}/{len(clips)} clips ({(time.perf_counter() - t0) / (k + 1):.2f} s each)")
+    return out
+
+
+def learn_forms(clips: Sequence[LabelledClip], scores: dict[str, ClipScores], labels: Sequence[str]) -> dict[str, list[str]]:
+    """Transcripts that stand for a label: written for its recordings more often than for any other class.
+
+    Keys are normalised labels (as `CommandCalibration.extra_forms`); values are transcripts as Whisper
+    wrote them (every spelling seen, most frequent first), with the leading space its decoder writes.
+    """
+    keys = {normalise(label) for label in labels}
+    counts: dict[str, dict[str, int]] = {}  # normalised transcript -> class -> count
+    spelled: dict[str, dict[str, int]] = {}  # normalised transcript -> spelling -> count
+    for clip in clips:
+        text = scores[clip.id].transcript.strip() if clip.id in scores else ""
+        key = normalise(text)
+        if not key or key in keys:
+            continue
+        cls = normalise(clip.label) if normalise(clip.label) in keys else NONE_OF_THESE
+        counts.setdefault(key, {}).setdefault(cls, 0)
+        counts[key][cls] += 1
+        spelled.setdefault(key, {}).setdefault(" " + text, 0)
+        spelled[key][" " + text] += 1
+    learned: dict[str, list[tuple[int, str]]] = {}
+    for key, by_class in counts.items():
+        best = max(by_class, key=by_class.get)
+        runner_up = max([v for c, v in by_class.items() if c != best], default=0)
+        if best != NONE_OF_THESE and by_class[best] >= MIN_FORM_COUNT and by_class[best] > runner_up:
+            learned.setdefault(best, []).extend((n, text) for text, n in spelled[key].items())
+    return {k: [t for _, t in sorted(v, reverse=True)[:MAX_LEARNED_FORMS]] for k, v in learned.items()}
+
+
+def candidate_forms(clips: Sequence[LabelledClip], scores: dict[str, ClipScores], labels: Sequence[str]) -> list[str]:
+    """Every transcript of a recording of a label: a superset of what `learn_forms` can pick in any fold."""
+    keys = {normalise(label) for label in labels}
+    return list(dict.fromkeys(" " + scores[c.id].transcript.strip() for c in clips
+                              if c.id in scores and normalise(c.label) in keys and normalise(scores[c.id].transcript)))
+
+
+@dataclass(frozen=True)
+class Rows:
+    """One row per (clip, label set): what the calibration is fitted on."""
+
+    label_scores: np.ndarray  # (N, K) log-sum-exp over each label's forms
+    transcript_logprob: np.ndarray  # (N,)
+    transcript_is_label: np.ndarray  # (N,) bool
+    no_speech_prob: np.ndarray  # (N,)
+    target: np.ndarray  # (N,) index of the true class; K = none of these
+    person: np.ndarray  # (N,) str
+
+    def logits(self, cal: CommandCalibration) -> np.ndarray:
+        return cal.logits(self.label_scores, self.transcript_logprob, self.transcript_is_label, self.no_speech_prob)
+
+    def probs(self, cal: CommandCalibration) -> np.ndarray:
+        return softmax(self.logits(cal), cal.temperature)
+
+
+def build_rows(clips: Sequence[LabelledClip], scores: dict[str, ClipScores], labels: Sequence[str],
+               extra_forms: dict[str, list[str]]) -> Rows:
+    keys = [normalise(label) for label in labels]
+    forms, owner = [], []
+    for i, label in enumerate(labels):
+        for f in dict.fromkeys(surface_forms(label) + tuple(extra_forms.get(keys[i], ()))):
+            forms.append(f)
+            owner.append(i)
+    used = [c for c in clips if c.id in scores]
+    ls = np.array([label_scores(np.array([scores[c.id].form_logprobs[f] for f in forms]), owner, len(labels)) for c in used])
+    target = np.array([keys.index(normalise(c.label)) if normalise(c.label) in keys else len(labels) for c in used])
+    return Rows(ls.reshape(len(used), len(labels)), np.array([scores[c.id].transcript_logprob for c in used]),
+                np.array([normalise(scores[c.id].transcript) in keys for c in used]),
+                np.array([scores[c.id].no_speech_prob for c in used]), target,
+                np.array([c.person for c in used]))
+
+
+# ---- fitting -------------------------------------------------------------------------------------
+def fit_parameters(row_sets: Sequence[Rows], none_share: float | None = None,
+                   prior: CommandCalibration | None = None) -> CommandCalibration:
+    """Temperature, the two biases and the no-speech weight minimising the negative log-likelihood of the rows.
+
+    none_share: weight none-of-these rows so that they make up this share of the total weight (the share
+    of non-commands expected in use); None: as they come in the data.
+    prior: start from these parameters and pull towards them as PRIOR_EXAMPLES recordings would (a
+    Gaussian prior): a team's few recordings move the shipped calibration only as far as they justify.
+    """
+    weights = [_row_weights(rows, row_sets, none_share) for rows in row_sets]
+    theta0 = (np.array([math.log(prior.temperature), prior.rejection_bias, prior.match_bias, prior.no_speech_weight])
+              if prior is not None else np.zeros(4))
+    n_rows = sum(len(r.target) for r in row_sets)
+    pull = PRIOR_EXAMPLES / max(n_rows, 1) if prior is not None else 0.0
+
+    def nll(theta: np.ndarray) -> float:
+        cal = CommandCalibration(temperature=math.exp(theta[0]), rejection_bias=theta[1], match_bias=theta[2],
+                                 no_speech_weight=theta[3])
+        total, n = 0.0, 0.0
+        for rows, w in zip(row_sets, weights):
+            if not len(rows.target):
+                continue
+            z = rows.logits(cal) / cal.temperature
+            z = z - z.max(axis=1, keepdims=True)
+            logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+            total -= (w * logp[np.arange(len(rows.target)), rows.target]).sum()
+            n += w.sum()
+        return total / max(n, 1e-12) + 0.5 * pull * float(((theta - theta0) ** 2).sum())
+
+    res = minimize(nll, theta0, method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-6, "maxiter": 4000})
+    log_t = float(np.clip(res.x[0], math.log(0.05), math.log(20.0)))
+    return CommandCalibration(temperature=math.exp(log_t), rejection_bias=float(res.x[1]), match_bias=float(res.x[2]),
+                              no_speech_weight=float(res.x[3]))
+
+
+def _row_weights(rows: Rows, row_sets: Sequence[Rows], none_share: float | None) -> np.ndarray:
+    """1 for every row, or none-of-these rows scaled so that they hold `none_share` of the pooled weight."""
+    if none_share is None:
+        return np.ones(len(rows.target))
+    n_none = sum(int((r.target == r.label_scores.shape[1]).sum()) for r in row_sets)
+    n_label = sum(len(r.target) for r in row_sets) - n_none
+    scale = (n_label / max(n_none, 1)) * none_share / (1 - none_share) if n_label else 1.0
+    return np.where(rows.target == rows.label_scores.shape[1], scale, 1.0)
+
+
+def person_folds(persons: Sequence[str], n_folds: int, seed: int = 0) -> list[set[str]]:
+    """Persons shuffled and dealt into n_folds groups."""
+    unique = sorted(set(persons))
+    np.random.default_rng(seed).shuffle(unique)
+    return [set(unique[k::n_folds]) for k in range(min(n_folds, len(unique)))]
+
+
+def summary(probs: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    """Accuracy, ECE and reject rates of (N, K + 1) probabilities (none of these is the last column)."""
+    pred = probs.argmax(axis=1)
+    none_idx = probs.shape[1] - 1
+    is_none = target == none_idx
+    return {
+        "n": int(len(target)),
+        "accuracy": float((pred == target).mean()),
+        "ece": ece(probs, target),
+        "reject_unknown_rate": float((pred[is_none] == none_idx).mean()) if is_none.any() else float("nan"),
+        "false_reject_rate": float((pred[~is_none] == none_idx).mean()) if (~is_none).any() else float("nan"),
+    }
+
+
+def fit_command_calibration(clips: Sequence[LabelledClip], tasks: Sequence[Sequence[str]], scorer: CommandScorer, *,
+                            fitted_on: str, learn: bool = False, n_folds: int = N_FOLDS, coverage: float = COVERAGE,
+                            none_share: float | None = NONE_SHARE, prior: CommandCalibration | None = None,
+                            cache: dict[str, dict] | None = None,
+                            progress: Callable[[str], None] = lambda s: None) -> tuple[CommandCalibration, dict[str, Any]]:
+    """Fit on all clips; measure by group k-fold over persons (forms, biases and thresholds fitted per fold).
+
+    tasks: label sets to score; a clip whose label is not in a set is a none-of-these example for it.
+    learn: learn extra surface forms from the transcripts (team recordings); needs a second Whisper pass.
+    none_share, prior: see `fit_parameters`. With fewer than MIN_CALIBRATION_CLIPS clips the result is
+    not called calibrated (its held-out error is still measured and stored).
+    """
+    labels_all = list(dict.fromkeys(label for task in tasks for label in task))
+    base_forms = list(dict.fromkeys(f for label in labels_all for f in surface_forms(label)))
+    progress(f"scoring {len(clips)} clips against {len(base_forms)} surface forms of {len(labels_all)} labels")
+    scores = score_clips(scorer, clips, base_forms, cache, progress)
+    if learn:
+        extra = [f for f in candidate_forms(clips, scores, labels_all) if f not in base_forms]
+        if extra:
+            progress(f"scoring {len(extra)} learned forms: {extra}")
+            scores = score_clips(scorer, clips, base_forms + extra, cache, progress)
+    persons = sorted({c.person for c in clips if c.id in scores})
+    heldout_probs: list[np.ndarray] = []
+    heldout_target: list[np.ndarray] = []
+    covered: list[float] = []
+    set_sizes: list[float] = []
+    width = max(len(task) for task in tasks) + 1  # held-out label sets are pooled at this width
+    for fold in person_folds(persons, n_folds):
+        train = [c for c in clips if c.person not in fold]
+        test = [c for c in clips if c.person in fold]
+        forms = learn_forms(train, scores, labels_all) if learn else {}
+        cal = fit_parameters([build_rows(train, scores, task, forms) for task in tasks], none_share, prior)
+        fit_probs = [(r.probs(cal), r.target) for r in (build_rows(train, scores, t, forms) for t in tasks)]
+        qhat = _pooled_qhat(fit_probs, coverage)
+        for task in tasks:
+            rows = build_rows(test, scores, task, forms)
+            p = rows.probs(cal)
+            heldout_probs.append(_pad(p, width))
+            heldout_target.append(np.where(rows.target == len(task), width - 1, rows.target))
+            cov, size = empirical_coverage(p, rows.target, qhat)
+            covered.append(cov * len(rows.target))
+            set_sizes.append(size * len(rows.target))
+    probs, target = np.concatenate(heldout_probs), np.concatenate(heldout_target)
+    heldout = summary(probs, target)
+    heldout.update(coverage=coverage, set_coverage=float(sum(covered) / len(target)),
+                   set_size_mean=float(sum(set_sizes) / len(target)), folds=min(n_folds, len(persons)),
+                   persons=len(persons))
+    forms = learn_forms(clips, scores, labels_all) if learn else {}
+    row_sets = [build_rows(clips, scores, task, forms) for task in tasks]
+    fitted = fit_parameters(row_sets, none_share, prior)
+    qhat = _pooled_qhat([(r.probs(fitted), r.target) for r in row_sets], coverage)
+    n_rows = int(sum(len(r.target) for r in row_sets))
+    enough = len(scores) >= MIN_CALIBRATION_CLIPS and len(persons) >= 2
+    verdict = (f"held-out ECE {heldout['ece']:.3f} on persons left out ({heldout['folds']}-fold by person)" if enough else
+               f"NOT calibrated: {len(scores)} recordings by {len(persons)} person(s) are too few (record at least "
+               f"{MIN_CALIBRATION_CLIPS}, by 2 or more people); held-out ECE {heldout['ece']:.3f}")
+    cal = replace(
+        fitted, conformal_qhat=qhat, coverage=coverage, calibrated=enough, model=scorer.settings.model,
+        fitted_on=(f"{fitted_on}; none of these weighted {'as it comes' if none_share is None else f'to {none_share:.0%}'}"
+                   f"{'; starting from ' + prior.model + ' shipped calibration' if prior is not None else ''}; {verdict}"),
+        n=n_rows, heldout_ece=heldout["ece"], heldout=heldout, extra_forms=forms)
+    return cal, {"heldout": heldout, "n_clips": len(scores), "skipped_silent": len(clips) - len(scores)}
+
+
+def _pooled_qhat(prob_targets: Sequence[tuple[np.ndarray, np.ndarray]], coverage: float) -> float:
+    """Conformal threshold on the pooled scores 1 - p(true class) of several label sets."""
+    true_p = np.concatenate([p[np.arange(len(t)), t] for p, t in prob_targets])
+    # conformal_qhat takes (N, C) probs; a (N, 1) column of p(true) with labels 0 gives the same scores.
+    return conformal_qhat(true_p[:, None], np.zeros(len(true_p), dtype=int), coverage)
+
+
+def _pad(probs: np.ndarray, width: int) -> np.ndarray:
+    """(N, K + 1) -> (N, width): labels first, zeros, none of these last (to pool label sets of different sizes)."""
+    out = np.zeros((len(probs), width))
+    out[:, : probs.shape[1] - 1] = probs[:, :-1]
+    out[:, -1] = probs[:, -1]
+    return out
+
+
+# ---- command line --------------------------------------------------------------------------------
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--speech-commands", type=Path, help="a Speech Commands sample with labels.csv (path,label,person)")
+    src.add_argument("--store", type=Path, help="a SampleStore folder with audio recordings (label, person)")
+    ap.add_argument("--out", type=Path, required=True, help="where to write the calibration JSON")
+    ap.add_argument("--model", default="tiny.en", help="Whisper model (default tiny.en)")
+    ap.add_argument("--silence", type=int, default=24, help="synthetic noise clips added as silence (default 24)")
+    ap.add_argument("--cache", type=Path, help="JSON file of raw scores, reused and extended between runs")
+    ap.add_argument("--no-learn", action="store_true", help="team data: do not learn surface forms from transcripts")
+    ap.add_argument("--none-share", type=float, default=NONE_SHARE,
+                    help=f"weight share of none-of-these examples in the fit (default {NONE_SHARE}: as much as the commands)")
+    args = ap.parse_args(argv)
+    cache = json.loads(args.cache.read_text()) if args.cache and args.cache.is_file() else {}
+    scorer = CommandScorer(CommandScorerSettings(model=args.model))
+    if args.speech_commands:
+        clips = speech_commands_clips(args.speech_commands) + synthetic_silence(args.silence)
+        tasks, learn, prior = [COMMAND_WORDS, DIGIT_WORDS], False, None
+        persons = len({c.person for c in clips if not c.person.startswith("synthetic")})
+        fitted_on = (f"{args.speech_commands.name} (traindata: {len(clips) - args.silence} clips of 30 words by {persons} "
+                     f"speakers; label sets = 10 commands and 10 digits, other words as unknown) + {args.silence} "
+                     "synthetic noise clips as silence")
+    else:
+        clips = store_clips(args.store)
+        tasks = [sorted({c.label for c in clips if c.label != NONE_OF_THESE})]
+        learn = not args.no_learn
+        fitted_on = f"team recordings in {args.store} ({len(clips)} clips, labels {', '.join(tasks[0])})"
+        prior = CommandClassifier(tasks[0], scorer).calibration  # also refuses unusable labels before the long run
+        prior = prior if prior.calibrated else None
+    try:
+        cal, report = fit_command_calibration(clips, tasks, scorer, fitted_on=fitted_on, learn=learn, cache=cache,
+                                              none_share=args.none_share, prior=prior,
+                                              progress=lambda s: print(s, file=sys.stderr, flush=True))
+    finally:
+        if args.cache:
+            args.cache.write_text(json.dumps(cache))
+    cal.to_json(args.out)
+    h = report["heldout"]
+    print(f"temperature {cal.temperature:.3f}, rejection bias {cal.rejection_bias:+.2f}, match bias {cal.match_bias:+.2f}, "
+          f"no-speech weight {cal.no_speech_weight:+.2f}, qhat {cal.conformal_qhat:.3f}")
+    print(f"held-out persons: accuracy {h['accuracy']:.3f}, ECE {h['ece']:.3f}, unknown rejected {h['reject_unknown_rate']:.3f}, "
+          f"false rejects {h['false_reject_rate']:.3f}, {COVERAGE:.0%} sets cover {h['set_coverage']:.3f} "
+          f"(mean size {h['set_size_mean']:.2f}), n={h['n']}")
+    if cal.extra_forms:
+        print(f"learned forms: {cal.extra_forms}")
+    print(f"wrote {args.out}")
+    print(json.dumps({"temperature": cal.temperature, "rejection_bias": cal.rejection_bias, "match_bias": cal.match_bias,
+                      "no_speech_weight": cal.no_speech_weight,
+                      "conformal_qhat": cal.conformal_qhat, **{f"heldout_{k}": v for k, v in h.items()},
+                      "n_clips": report["n_clips"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
