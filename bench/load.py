@@ -39,9 +39,12 @@ STARTUP_TIMEOUT_S = 180.0  # how long the server may take to come up and load th
 class ClientStats:
     sent: int = 0
     skipped: int = 0  # frames whose time passed while the previous one was in flight
-    errors: int = 0
+    errors: int = 0  # calls the server answered with an error (or never answered)
+    # calls gradio_client gave up on when its event stream closed between two overlapping submissions
+    # (a client-side race: the server had nothing pending yet and closed the stream); not server failures
+    client_cancelled: int = 0
     results: list[tuple[float, float]] = field(default_factory=list)  # (finish time s since start, latency ms)
-    error_messages: list[str] = field(default_factory=list)
+    error_messages: list[str] = field(default_factory=list)  # "at T s: Type: message", first few
 
 
 def face_frames(data: Path | None, folder: Path) -> list[Path]:
@@ -130,14 +133,18 @@ def run_client(url: str, frames: list[Path], fps: float, stop_at: float, t0: flo
     all_done.set()
 
     def finished(job, started: float) -> None:
+        from concurrent.futures import CancelledError
+
         done = time.monotonic()
         try:
             job.result()
             stats.results.append((done - t0, (done - started) * 1000.0))
+        except CancelledError:
+            stats.client_cancelled += 1
         except Exception as e:  # counted and reported, the client goes on
             stats.errors += 1
             if len(stats.error_messages) < 3:
-                stats.error_messages.append(f"{type(e).__name__}: {e}")
+                stats.error_messages.append(f"at {done - t0:.0f} s: {type(e).__name__}: {e}")
         with lock:
             in_flight[0] -= 1
             if in_flight[0] == 0:
@@ -283,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         "latency_median_ms": float(np.median(lat)), "latency_p95_ms": float(np.percentile(lat, 95)),
         "frames_skipped_total": int(sum(s.skipped for s in stats)),
         "errors_total": int(sum(s.errors for s in stats)),
+        "client_cancelled_total": int(sum(s.client_cancelled for s in stats)),
         "per_minute": minutes,
         "rss_start_mb": rss_mb[0] if rss_mb else None, "rss_end_mb": rss_mb[-1] if rss_mb else None,
         "rss_max_mb": max(rss_mb) if rss_mb else None,
@@ -295,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nper client results/s: {', '.join(f'{r:.1f}' for r in rates)} "
           f"(median {summary['results_per_s_per_client_median']:.1f}, target >= 8)")
     print(f"latency median {summary['latency_median_ms']:.0f} ms, p95 {summary['latency_p95_ms']:.0f} ms; "
-          f"{summary['frames_skipped_total']} frames skipped (newest-only), {summary['errors_total']} errors")
+          f"{summary['frames_skipped_total']} frames skipped (newest-only), {summary['errors_total']} errors, "
+          f"{summary['client_cancelled_total']} calls dropped by gradio_client's stream-close race")
     for row in minutes:
         print(f"  minute {row['minute']}: {row['results']} results, median {row['latency_median_ms']:.0f} ms, "
               f"p95 {row['latency_p95_ms']:.0f} ms")

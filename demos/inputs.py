@@ -19,16 +19,17 @@ import numpy as np
 
 from capture.images import MAX_IMAGE_PIXELS
 from demos.context import user_error
+from train.samples import MAX_LABEL_CHARS  # class, person and session names: the sample store's limit
 
 MAX_AUDIO_S = 300.0  # length of an uploaded recording (Whisper on a 2-core CPU: about 1 s per 3 s of audio)
-MAX_LABEL_CHARS = 60  # a class name, a person's name, a session name
-MAX_PHRASE_CHARS = 500  # a typed phrase saved as a text sample
+MAX_PHRASE_CHARS = 500  # a typed phrase saved as a text sample (the store takes up to MAX_TEXT_CHARS)
 MAX_LABELS_TEXT_CHARS = 2000  # the Speak tab's "label: description" list
 FFPROBE_TIMEOUT_S = 20.0
 
 
 def clean_text(value: Any, what: str, max_chars: int = MAX_LABEL_CHARS, *, required: bool = False) -> str:
-    """Text with control and format characters removed and outer spaces stripped; refused past max_chars."""
+    """One line of text: control and format characters (and line breaks) become spaces, runs of spaces one,
+    outer spaces stripped; refused past max_chars. (The sample store strips the same characters again.)"""
     text = "" if value is None else str(value)
     text = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in text).strip()
     text = " ".join(text.split())  # runs of spaces (from removed characters) become one

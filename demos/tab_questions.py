@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 from demos.context import AppContext, user_error
+from demos.inputs import clean_text
 from demos.tab_webcam import _label
 
 # (column name, statement) answered on a 1 (disagree) .. 5 (agree) scale
@@ -29,7 +30,8 @@ SCALE_MIN, SCALE_MAX = 1, 5
 
 def parse_answers(values: list[Any] | tuple[Any, ...] | None, pasted: str = "") -> dict[str, float]:
     """Slider values (or a pasted "3,4,2,...") -> {question: answer}; clear errors when malformed."""
-    if pasted and pasted.strip():
+    pasted = clean_text(pasted, "pasted answers", 20 * len(QUESTIONS))
+    if pasted:
         parts = [p.strip() for p in pasted.replace(";", ",").split(",") if p.strip()]
         if len(parts) != len(QUESTIONS):
             raise user_error(
@@ -53,6 +55,7 @@ def parse_answers(values: list[Any] | tuple[Any, ...] | None, pasted: str = "") 
 def classify(ctx: AppContext, *values: Any, pasted: str = "", person: str = "") -> tuple[dict | None, str]:
     """Answers -> (class probabilities, markdown with decision and prediction set)."""
     answers = parse_answers(list(values), pasted)
+    person = clean_text(person, "name")
     bundle = ctx.bundle("tabular")
     if bundle is None:
         raise user_error(
@@ -76,10 +79,12 @@ def classify(ctx: AppContext, *values: Any, pasted: str = "", person: str = "") 
 
 def save_sample(ctx: AppContext, *values: Any, pasted: str = "", label: str = "", person: str = "", session: str = "") -> str:
     answers = parse_answers(list(values), pasted)
-    if not label.strip():
+    label, person = clean_text(label, "label"), clean_text(person, "name")
+    if not label:
         raise user_error("Type the label (your type) before saving the answers as a training sample.")
-    if not person.strip():
+    if not person:
         raise user_error("Type your name as person: the model is validated on people it has not seen.")
-    sample = ctx.samples.add_tabular(answers, label.strip(), person=person.strip(), session=session.strip() or "questions")
+    session = clean_text(session, "session name") or "questions"
+    sample = ctx.samples.add_tabular(answers, label, person=person, session=session)
     counts = ctx.samples.counts("tabular")["class"]
     return f"Saved sample {sample.id} ({label}). Questionnaire samples per class: {counts}"

@@ -6,6 +6,7 @@ import time
 import numpy as np
 
 from demos.context import AppContext, user_error
+from demos.inputs import clean_text
 from demos.review import ReviewItem
 
 QUEUE_COLUMNS = ["id", "task", "predicted", "p", "age", "person"]
@@ -52,6 +53,7 @@ def show_item(ctx: AppContext, item_id: float | int | None) -> tuple[np.ndarray 
 def resolve(ctx: AppContext, item_id: float | int | None, reviewer: str, label: str | None) -> str:
     """Confirm (label empty or equal to the prediction) or correct; the item becomes a sample."""
     item = _item(ctx, item_id)
+    reviewer, label = clean_text(reviewer, "reviewer's name"), clean_text(label, "label")
     try:
         done = ctx.review.resolve(item.id, reviewer, label or None, sink=ctx.sample_from_review)
     except (ValueError, KeyError) as e:
@@ -62,7 +64,7 @@ def resolve(ctx: AppContext, item_id: float | int | None, reviewer: str, label: 
 
 def skip(ctx: AppContext, item_id: float | int | None, reviewer: str) -> str:
     item = _item(ctx, item_id)
-    ctx.review.skip(item.id, reviewer)
+    ctx.review.skip(item.id, clean_text(reviewer, "reviewer's name"))
     return f"Item {item.id} skipped."
 
 
