@@ -178,3 +178,17 @@ def test_hub_counts_loads_and_replace_raises_the_generation():
     hub.replace("m")
     assert hub.generation("m") == 1 and hub.loads["m"] == 1  # nothing loaded until asked
     assert hub.get("m") is not first and hub.loads["m"] == 2
+
+
+def test_a_deployed_text_model_embeds_with_the_hubs_minilm(ctx):
+    from train.bundle_writer import save_bundle
+
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(2, 384)).astype(np.float32)
+    save_bundle(ctx.bundles_dir / "text-zs", task="text", backend="zeroshot", classes=["yes", "no"],
+                zeroshot_embeddings=emb / np.linalg.norm(emb, axis=1, keepdims=True))
+    assert "Speak tab" in tab_train.deploy(ctx, "text", "text-zs")
+    bundle = ctx.bundle("text")
+    assert bundle._embedder is ctx.embedder  # no second MiniLM: the bundle asks the hub
+    assert ctx.hub.loads["text-embedder"] == 0  # and nothing is loaded until a sentence needs it
+    assert bundle.policy == ctx.settings.review.policy  # the page's --accept-at routes it

@@ -56,6 +56,9 @@ def test_microphone_chunks_stream_to_a_classified_transcript(ctx, spoken):
     why = tab_speak.explain_last(ctx, state)
     assert state.last_text.lower().startswith("thank")  # the last sentence said
     assert why.index("thanks a lot") < why.index("maths")  # ...is nearest the thanks phrase
+    # one Whisper and one MiniLM for the whole app: the zero-shot classifier embeds with the hub's
+    assert ctx.hub.loads["asr"] == 1 and ctx.hub.loads["text-embedder"] == 1
+    assert tab_speak.speech_session.zero_shot_classifier(ctx, tab_speak.parse_labels(labels))._embedder is ctx.embedder
 
 
 def test_uploaded_recording_and_silence(ctx, spoken, tmp_path):
