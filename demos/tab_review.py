@@ -9,14 +9,15 @@ from demos.context import AppContext, user_error
 from demos.inputs import clean_text
 from demos.review import ReviewItem
 
-QUEUE_COLUMNS = ["id", "task", "predicted", "p", "age", "person"]
+QUEUE_COLUMNS = ["id", "task", "predicted", "p", "age", "person", "why queued"]
 
 
 def queue_rows(ctx: AppContext, task: str = "", limit: int = 50) -> list[list]:
     """Pending items, oldest first, as rows for a gr.Dataframe."""
     now = time.time()
     return [
-        [item.id, item.task, item.predicted, round(item.confidence, 3), _age(now - item.created_s), item.person or ""]
+        [item.id, item.task, item.predicted, round(item.confidence, 3), _age(now - item.created_s), item.person or "",
+         item.reason]
         for item in ctx.review.pending(limit=limit, task=task or None)
     ]
 
@@ -45,7 +46,8 @@ def show_item(ctx: AppContext, item_id: float | int | None) -> tuple[np.ndarray 
     desc = (
         f"Item **{item.id}** ({item.task}) · model says **{item.predicted}** with p={item.confidence:.2f}"
         + (f" · prediction set {{{', '.join(pset)}}}" if pset else "")
-        + f" · decision {item.prediction.get('decision')}"
+        + f" · decision {item.prediction.get('decision')}: {item.reason}"
+        + f" · {item.prediction.get('calibration', 'uncalibrated')}"
     )
     return image, audio, text or "", item.prediction.get("probs"), desc, item.classes
 

@@ -21,7 +21,8 @@ from demos.context import AppContext, new_session_id, user_error
 from demos.inputs import MAX_LABEL_CHARS, MAX_LABELS_TEXT_CHARS, clean_text, read_audio_file
 from demos.monitor import speech_rate_wps
 from demos.speech_session import SpeechWorker
-from models.prediction import Decision, Prediction, RoutingPolicy, make_prediction
+from models.asr_confidence import HALLUCINATED_NOTE
+from models.prediction import Prediction, RoutingPolicy, make_prediction
 
 # label: description. Zero-shot compares the sentence with the description (a bare label word
 # works less well: on MiniLM, "Can you help me with my homework?" is nearer "complaint" than "question")
@@ -62,6 +63,9 @@ def parse_labels(text: str) -> dict[str, str]:
     return out
 
 
+FOLDED_NOTE = "uncalibrated: the text model's probabilities mixed with the ASR confidence score"
+
+
 def fold_asr_confidence(prediction: Prediction, asr_confidence: float, hallucinated: bool,
                         policy: RoutingPolicy = RoutingPolicy()) -> Prediction:
     """p' = c * p + (1 - c) / C, decision re-taken with the same policy; hallucinated -> abstain."""
@@ -70,14 +74,10 @@ def fold_asr_confidence(prediction: Prediction, asr_confidence: float, hallucina
     probs = c * prediction.probs + (1.0 - c) / n
     extra = {**prediction.extra, "asr_confidence": c, "asr_hallucinated": hallucinated,
              "text_probs": [float(p) for p in prediction.probs]}
-    folded = make_prediction(prediction.classes, probs, policy=policy,
-                             calibrated=prediction.calibrated, timestamp_s=prediction.timestamp_s,
-                             latency_ms=prediction.latency_ms, extra=extra)
-    if hallucinated:
-        from dataclasses import replace
-
-        folded = replace(folded, decision=Decision.ABSTAIN)
-    return folded
+    # mixed with an uncalibrated score, the result is not calibrated, whatever the text model was
+    return make_prediction(prediction.classes, probs, policy=policy, calibrated=False, calibration=FOLDED_NOTE,
+                           abstain_because=HALLUCINATED_NOTE if hallucinated else None,
+                           timestamp_s=prediction.timestamp_s, latency_ms=prediction.latency_ms, extra=extra)
 
 
 def classify_segment(ctx: AppContext, segment: Any, labels_text: str) -> Prediction:
@@ -198,7 +198,9 @@ def _absorb(ctx: AppContext, state: SpeakState, update: Any, labels_text: str, p
         ctx.monitor.record("speech/asr_confidence", segment.confidence.confidence)
         prediction = classify_segment(ctx, segment, labels_text)
         state.last_prediction = prediction
-        ctx.monitor.record_predictions("speech", [prediction])
+        # drift of the text model's own output (what its validation reference holds); routing as shown
+        ctx.monitor.record_outputs("speech", [make_prediction(prediction.classes, prediction.extra["text_probs"])])
+        ctx.monitor.record_routing("speech", [prediction])
         ctx.monitor.record_timing("speech", prediction.latency_ms)
         ctx.review.offer("text", prediction, state.last_text, person=person or None, session=state.session_id)
     return _outputs(state)

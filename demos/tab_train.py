@@ -158,10 +158,12 @@ def deploy(ctx: AppContext, task: str, name: str | None) -> str:
         raise user_error(f"{str(name)[:80]} could not be loaded ({type(e).__name__}); the previous model stays "
                          "live. Retrain it.", e) from e
     baseline = bundle.root / BASELINE_FILE
-    if baseline.exists():  # drift of the live outputs is then measured against validation
+    if baseline.exists():  # drift of the live outputs is then measured against this model's validation outputs
         values = np.load(baseline)
-        for stat in ("confidence", "entropy"):
-            ctx.monitor.set_baseline(f"{MONITOR_PIPELINE[task]}/{stat}", values[stat])
+        ctx.monitor.set_references(MONITOR_PIPELINE[task], {stat: values[stat] for stat in ("confidence", "entropy")},
+                                   f"validation of {bundle.root.name}")
+    else:  # the previous model's references do not describe this one
+        ctx.monitor.clear_references(MONITOR_PIPELINE[task])
     where = {"image": "Webcam tab ('team image model')", "landmarks": "Webcam tab ('team sign model')",
              "text": "Speak tab", "tabular": "Questions tab"}[task]
     return f"Deployed **{bundle.root.name}**: live now in the {where}, for sessions already open too."

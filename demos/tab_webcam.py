@@ -149,8 +149,8 @@ def summary(predictions: list[Prediction], state: WebcamState) -> str:
         cov = f" ({p.coverage:.0%} set)" if p.coverage else ""
         who = f"#{p.track_id}" if p.track_id is not None else f"{i + 1}"
         lines.append(
-            f"**{who}: {p.label}** p={p.confidence:.2f} · decision **{p.decision.value}** · "
-            f"set{cov}: {{{pset}}} · entropy {p.entropy:.2f}"
+            f"**{who}: {p.label}** p={p.confidence:.2f} · decision **{p.decision.value}** ({p.reason}) · "
+            f"set{cov}: {{{pset}}} · entropy {p.entropy:.2f} · {p.calibration_note}"
         )
     lat = np.median(state.latencies_ms) if state.latencies_ms else 0.0
     lines.append(f"\n{state.fps:.1f} results/s · model latency {lat:.0f} ms (median of {len(state.latencies_ms)})")

@@ -127,7 +127,7 @@ def test_questionnaire_validation_training_and_classification(ctx):
     assert "grouped" in evidence and "Diagnosis" in evidence
     assert tab_train.bundle_choices(ctx, "tabular") == [name] and tab_train.bundle_choices(ctx, "image") == []
     assert "live now" in tab_train.deploy(ctx, "tabular", name)
-    assert ctx.monitor.drift("questions/confidence").reference_source == "validation"
+    assert ctx.monitor.drift("questions/confidence").reference_source == f"validation of {name}"
     probs, text = tab_questions.classify(ctx, *[5, 2, 5, 3, 2, 4, 1, 3])
     assert max(probs, key=probs.get) == "outgoing" and "decision" in text
     restarted = make_ctx(ctx.settings.data_dir)  # the deployed model survives a restart

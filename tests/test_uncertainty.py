@@ -117,3 +117,15 @@ def test_segment_words_are_scored_against_the_aligned_reference():
     assert segment_correctness(ref, [["ask", "not", "what"], ["you", "country", "can", "do"]]) == [True, False]
     assert segment_correctness(ref, [["ask", "not"], ["what", "your", "can", "do"]]) == [True, False]  # skipped word
     assert segment_correctness(ref, [["ask", "not", "what", "your", "country", "can", "do", "now"]]) == [False]
+
+
+def test_the_app_keeps_drift_references_across_a_restart(tmp_path):
+    from demos.context import AppContext, AppSettings
+
+    settings = AppSettings(data_dir=tmp_path, preload=())
+    first = AppContext(settings)
+    assert first.monitor.references()["emotion/confidence"].startswith("validation: FER2013 held-out faces")
+    first.monitor.set_references("questions", {"confidence": np.linspace(0.5, 1.0, 50)}, "validation of q1")
+    again = AppContext(settings)  # the app restarted on the same data folder
+    assert again.monitor.references()["questions/confidence"] == "validation of q1"
+    assert again.monitor.values("questions/confidence")[0].size > 0
