@@ -20,7 +20,8 @@ from demos.context import AppContext, AppSettings
 
 TITLE = "livelearner"
 INTRO = (
-    "Live predictions with **calibrated uncertainty**: green = accepted, amber **?** = sent to a human "
+    "Live predictions with their uncertainty, each saying whether and on what data it was calibrated: "
+    "green = accepted, amber **?** = sent to a human "
     "(Review tab), grey = the model abstains. Train your own model in the Train tab and watch for drift in Monitor."
 )
 
