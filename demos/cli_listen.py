@@ -6,7 +6,8 @@
 
 Committed text (final, never changes) is printed normally; the partial hypothesis after it is
 dimmed and may still change. Each finished sentence is printed on its own line with its time,
-its calibrated confidence and a warning when Whisper probably made it up.
+its confidence score (not calibrated: fitted on synthetic speech) and a warning when Whisper
+probably made it up.
 """
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ class Printer:
     def show(self, asr: Any, update: Any) -> None:
         for seg in update.segments:
             flag = "  [probably hallucinated]" if seg.confidence.hallucinated else ""
-            self._line(f"{seg.start_s:7.1f}s  {seg.text}  (confidence {seg.confidence.confidence:.2f}){flag}")
+            self._line(f"{seg.start_s:7.1f}s  {seg.text}  (confidence {seg.confidence.confidence:.2f}, uncalibrated score){flag}")
         if self.live:
             width = shutil.get_terminal_size().columns - 1
             committed, partial = asr.open_text, update.partial_text
