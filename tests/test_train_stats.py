@@ -110,6 +110,9 @@ def test_too_few_calibration_examples_claim_no_sets_and_say_so():
     assert len(few.warnings) == 1 and "8 calibration examples" in few.warnings[0] and "at least 9" in few.warnings[0]
     enough = calibrate(logits[:9], y[:9], coverage=0.9)
     assert enough.conformal_qhat is not None and enough.coverage == 0.9 and not enough.warnings
+    # without a threshold the only set that keeps the promise holds every class (held-out figures still computed)
+    probs = softmax(logits[:8])
+    assert empirical_coverage(probs, y[:8], None) == (1.0, float(probs.shape[1]))
 
 
 def test_class_weights_change_the_temperature_fit_but_not_the_conformal_threshold():

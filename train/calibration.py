@@ -129,16 +129,19 @@ def conformal_qhat(probs: np.ndarray, labels: Sequence[int], coverage: float = 0
     return float(np.quantile(scores, level, method="higher"))
 
 
-def prediction_sets(probs: np.ndarray, qhat: float) -> np.ndarray:
-    """(N, C) boolean: class in the set iff p >= 1 - qhat; the top class is always in."""
+def prediction_sets(probs: np.ndarray, qhat: float | None) -> np.ndarray:
+    """(N, C) boolean: class in the set iff p >= 1 - qhat; the top class is always in. qhat None (too few
+    calibration examples for a threshold): every class is in, the only set that keeps the promise."""
     p = np.asarray(probs, dtype=np.float64)
+    if qhat is None:
+        return np.ones(p.shape, dtype=bool)
     keep = p >= 1.0 - qhat
     keep[np.arange(len(p)), p.argmax(axis=1)] = True
     return keep
 
 
-def empirical_coverage(probs: np.ndarray, labels: Sequence[int], qhat: float) -> tuple[float, float]:
-    """(share of held-out examples whose set holds the true class, mean set size)."""
+def empirical_coverage(probs: np.ndarray, labels: Sequence[int], qhat: float | None) -> tuple[float, float]:
+    """(share of held-out examples whose set holds the true class, mean set size); qhat None: full sets."""
     sets = prediction_sets(probs, qhat)
     y = np.asarray(labels, dtype=int)
     if len(y) == 0:

@@ -415,8 +415,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.cache.write_text(json.dumps(cache))
     cal.to_json(args.out)
     h = report["heldout"]
+    qhat = "none (too few recordings for sets)" if cal.conformal_qhat is None else f"{cal.conformal_qhat:.3f}"
     print(f"temperature {cal.temperature:.3f}, rejection bias {cal.rejection_bias:+.2f}, match bias {cal.match_bias:+.2f}, "
-          f"no-speech weight {cal.no_speech_weight:+.2f}, qhat {cal.conformal_qhat:.3f}")
+          f"no-speech weight {cal.no_speech_weight:+.2f}, qhat {qhat}")
     print(f"held-out persons: accuracy {h['accuracy']:.3f}, ECE {h['ece']:.3f}, unknown rejected {h['reject_unknown_rate']:.3f}, "
           f"false rejects {h['false_reject_rate']:.3f}, {COVERAGE:.0%} sets cover {h['set_coverage']:.3f} "
           f"(mean size {h['set_size_mean']:.2f}), n={h['n']}")
