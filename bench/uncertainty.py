@@ -10,8 +10,8 @@ emotion: the 655 FER2013 evaluation faces as the live path computes them: each 4
 sign: the shipped landmarks model on the evaluation letters where the hand landmarker finds a hand
     (photos upscaled to 256 px, as bench.accuracy does); letters the model has no class for (del,
     nothing, space) are left out of ECE and coverage (no set can hold them).
-speech: the evaldata English speech clips streamed through StreamingASR (0.5 s chunks, as the
-    microphone sends them, then 1.5 s of silence); each committed segment's confidence against
+speech: the evaldata English speech clips streamed through StreamingASR as the Speak tab runs it
+    (its VAD, models.asr_replay, 0.5 s chunks as the page sends them, then 1.5 s of silence); each committed segment's confidence against
     whether that segment's words are all right (WER 0 after whisper's English normaliser; the
     segment's words are aligned to the reference by edit distance). --quick: jfk + 8 LJ Speech clips.
 drift: the Monitor's alarm (PSI and KS, demos.monitor) on windows of 100 values, in-distribution vs
@@ -216,18 +216,17 @@ def segment_correctness(reference: list[str], segments: list[list[str]]) -> list
 
 
 def stream_segments(transcriber: Any, audio: np.ndarray) -> list[Any]:
-    """Segments committed while `audio` (+ trailing silence) is fed in microphone-sized chunks."""
-    from models.streaming_asr import StreamingASR
+    """Segments committed while `audio` (+ trailing silence) is replayed in microphone-sized chunks through
+    the app's streaming path (StreamingASR with the app's VAD, driven by models.asr_replay), on a virtual
+    real-time clock."""
+    from demos.speech_session import build_vad
+    from models.asr_replay import transcribe_stream
+    from models.streaming_asr import StreamingASR, StreamingSettings
 
-    sr = 16000
-    asr = StreamingASR(transcriber)
-    audio = np.concatenate([audio, np.zeros(int(TRAILING_SILENCE_S * sr), np.float32)])
-    step = int(CHUNK_S * sr)
-    segments = []
-    for start in range(0, len(audio), step):
-        asr.insert_audio(audio[start:start + step])
-        segments += asr.process_iter().segments
-    return segments + list(asr.finish().segments)
+    settings = StreamingSettings()
+    asr = StreamingASR(transcriber, settings, vad=build_vad(settings.vad))
+    _, _, updates = transcribe_stream(asr, audio, chunk_s=CHUNK_S, clock="wall", trailing_silence_s=TRAILING_SILENCE_S)
+    return [segment for update in updates for segment in update.segments]
 
 
 def run_speech(data: Path, quick: bool) -> dict:
