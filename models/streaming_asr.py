@@ -30,9 +30,12 @@ engine, one thread, CPU clock; offline WER there 22.9 %. Old defaults (min_chunk
 end_of_speech_s 0.5): WER 29.2 %, commit latency median 1.13 s, p95 2.44 s, 0.13 CPU s per audio s.
 min_chunk_s 0.3: median 0.64 s, p95 1.59 s, WER 31.6 %, CPU 0.20. end_of_speech_s 0.3 on top (the
 VAD needs 0.25 s of silence to end a segment, so this flushes as soon as it does): WER 30.3 %,
-median 0.63 s, p95 1.51 s (one-decode commits on top: median 0.626 s, WER the same). min_chunk_s 0.4 instead: WER 29.2 %, median 0.77 s. A larger
-commit_guard_s (0.35) or waiting for 1.0-1.5 s of window before the first commit did not lower
-WER beyond noise (+-1 point here). Known weakness: the first words of an utterance are committed
+median 0.63 s, p95 1.51 s (one-decode commits on top: median 0.626 s, WER the same). The default
+min_chunk_s 0.4 (with end_of_speech_s 0.3): WER 29.2 %, as the old defaults, median 0.77 s, p95
+1.97 s, CPU 0.16. Why not 0.3: two decodes 0.3 s apart hear nearly the same audio and agree on the
+same mistake more often (espeak "window" committed as "wind off"). A larger commit_guard_s (0.35),
+waiting for 1.0-1.5 s of window before the first commit, or never committing a hypothesis's last
+word did not lower WER beyond noise (+-1 point here). Known weakness: the first words of an utterance are committed
 after decodes that saw only ~1 s of audio, and tiny.en then errs more often than on the whole clip.
 """
 from __future__ import annotations
@@ -55,7 +58,7 @@ MAX_GAP_FILL_S = 5.0  # dropped audio up to this long is replaced by silence to 
 
 @dataclass(frozen=True)
 class StreamingSettings:
-    min_chunk_s: float = 0.3  # decode again once this much new audio has arrived
+    min_chunk_s: float = 0.4  # decode again once this much new audio has arrived (0.3: faster, see above)
     max_window_s: float = 15.0  # the buffer never holds more audio than this
     trim_min_s: float = 0.0  # cut at a committed sentence end only once the buffer is this long
     prompt_chars: int = 200  # how much earlier committed text is the decoder's prompt
