@@ -103,6 +103,7 @@ def examples(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     from whisper.normalizers import EnglishTextNormalizer
 
     from bench.asr import word_errors
+    from models.asr_replay import transcribe_stream
     from models.streaming_asr import StreamingASR
     from models.transcriber import Transcriber, TranscriberSettings
 
@@ -116,11 +117,8 @@ def examples(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
             audio, text = make_clip(rng, Path(tmp))
             ref = normalise(text).split()
             segments = list(transcriber.transcribe(audio).segments)
-            asr = StreamingASR(transcriber)
-            for k in range(0, len(audio), 1600):
-                asr.insert_audio(audio[k : k + 1600])
-                segments += asr.process_iter().segments
-            segments += asr.finish().segments
+            _, _, updates = transcribe_stream(StreamingASR(transcriber), audio, chunk_s=0.1)
+            segments += [seg for u in updates for seg in u.segments]
             for seg in segments:
                 hyp = normalise(seg.text).split()
                 if not hyp:
