@@ -119,15 +119,17 @@ class StreamingASR:
 
     def __init__(self, transcriber: Transcriber, settings: StreamingSettings = StreamingSettings(), vad: Any = None):
         """vad: a capture.vad.VoiceActivityDetector (one per stream: it holds state), or the path of
-        a silero VAD ONNX file to build one from, or None to build one from settings.vad alone."""
+        a silero VAD ONNX file to build one from, or None to build one from settings.vad (silero's file
+        from the model store, through models.vad_model.load_vad)."""
         self.transcriber = transcriber
         self.settings = settings
         if isinstance(vad, (str, Path)) or (vad is None and settings.vad != "off"):
-            from capture.vad import VadSettings, VoiceActivityDetector
+            from capture.vad import VadSettings
+            from models.vad_model import load_vad
 
             path = None if vad is None else Path(vad)
             backend = "silero" if settings.vad == "off" else settings.vad  # a path given means silero
-            vad = VoiceActivityDetector(VadSettings(backend=backend, model_path=path))
+            vad = load_vad(VadSettings(backend=backend, model_path=path))
         self.vad = vad
         self._committed: list[Word] = []
         self._language: str | None = transcriber.language
