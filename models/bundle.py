@@ -4,6 +4,7 @@ A bundle is a folder:
 
     bundle.json        {"format": 2, "task": "image"|"landmarks"|"text"|"tabular", "backend": ...,
                         "classes": [...], "temperature": T, "conformal_qhat": q|null, "coverage": 0.9|null,
+                        "calibrated": bool, "calibration": "on what data, and where its error was measured",
                         "policy": {"accept_at": 0.9, "abstain_below": null}, "input": {...task-specific...},
                         "arch": {"name": ..., sizes} (models.architectures), "tabular": {...} (tabular only:
                         preprocessing state, models.tabular_inputs)}
@@ -24,7 +25,8 @@ Backends ("backend" in bundle.json) and the items `predict_probs` takes:
     zeroshot  text: list[str]; logits = cosine similarity to each class description
     tabular   tabular: list of {question: answer} dicts or a pandas DataFrame
 
-Probabilities are calibrated: softmax(logits / temperature). Hot swap: `load_bundle` returns a
+Probabilities are softmax(logits / temperature); each Prediction says whether and on what they were
+calibrated (`Bundle.calibration`: e.g. a trained bundle's validation split and n, or "uncalibrated"). Hot swap: `load_bundle` returns a
 new object and never mutates one in use; a `BundleSlot` swaps the reference under a lock.
 """
 from __future__ import annotations
@@ -39,7 +41,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from models.prediction import Prediction, RoutingPolicy, make_prediction, softmax
+from models.prediction import UNCALIBRATED, Prediction, RoutingPolicy, make_prediction, softmax
 
 BUNDLE_FORMAT = 2  # what train.bundle_writer writes
 READABLE_FORMATS = (1, 2)  # 1: fastai pickle (trust_pickle only)
@@ -102,6 +104,19 @@ class Bundle:
     def calibrated(self) -> bool:
         return bool(self.spec.get("calibrated", self.temperature != 1.0))
 
+    @property
+    def calibration(self) -> str | None:
+        """On what data the probabilities were calibrated and where their error was measured (bundle.json
+        "calibration", written by train.trainer.write_bundle); None for a calibrated bundle that does not
+        say (older bundles), UNCALIBRATED-style words for an uncalibrated one."""
+        text = self.spec.get("calibration")
+        text = text.strip() if isinstance(text, str) and text.strip() else None
+        if self.calibrated:
+            return text
+        if text is None:
+            return UNCALIBRATED
+        return text if text.lower().startswith("uncalibrated") else f"uncalibrated: {text}"
+
     def use_embedder(self, embedder: Any) -> None:
         """Share an already loaded models.embeddings.TextEmbedder (text bundles) instead of loading one."""
         with self._lock:
@@ -149,7 +164,8 @@ class Bundle:
         latency_ms = (time.perf_counter() - t0) * 1000 / max(len(probs), 1)
         meta.setdefault("latency_ms", latency_ms)
         return [make_prediction(self.classes, p, policy=self.policy, conformal_qhat=self.conformal_qhat,
-                                coverage=self.coverage, calibrated=self.calibrated, **meta) for p in probs]
+                                coverage=self.coverage, calibrated=self.calibrated, calibration=self.calibration,
+                                **meta) for p in probs]
 
     # ---- helpers ---------------------------------------------------------------------------------
     def _embed(self, texts: list[str]) -> np.ndarray:

@@ -220,7 +220,7 @@ class _BundleImageHead:
         self.classes = tuple(bundle.classes)
         if expected is not None and set(self.classes) != set(expected):
             raise ValueError(f"{bundle.root} predicts {list(self.classes)} but this task needs {list(expected)}")
-        self.policy, self.calibrated = bundle.policy, bundle.calibrated
+        self.policy, self.calibrated, self.calibration = bundle.policy, bundle.calibrated, bundle.calibration
         self.conformal_qhat, self.coverage = bundle.conformal_qhat, bundle.coverage
 
     def predict_probs(self, images: Sequence[np.ndarray]) -> np.ndarray:

@@ -22,7 +22,7 @@ import numpy as np
 
 from models.bundle import Bundle, load_bundle
 from models.hands import N_FEATURES, Hand, landmark_features
-from models.prediction import RoutingPolicy, softmax
+from models.prediction import UNCALIBRATED, RoutingPolicy, softmax
 
 STORE_NAME = "asl-landmark-mlp"
 # Output index -> label, as in the package's recognize.py (index 38 has no label there).
@@ -43,6 +43,7 @@ class SignClassifier(Protocol):
     classes: tuple[str, ...]
     policy: RoutingPolicy
     calibrated: bool
+    calibration: str | None  # on what data the probabilities were calibrated (models.prediction)
     conformal_qhat: float | None
     coverage: float | None
 
@@ -65,7 +66,9 @@ class PackagedLetterMLP:
         self.classes = PACKAGED_LABELS
         self.policy = policy
         self.temperature = temperature
-        self.calibrated = temperature != 1.0
+        self.calibrated = False  # never fitted on data here (a temperature passed in is set by hand)
+        self.calibration = (UNCALIBRATED if temperature == 1.0
+                            else f"uncalibrated: temperature {temperature:g} set by hand")
         self.conformal_qhat: float | None = None
         self.coverage: float | None = None
         warnings.warn(WEAKNESS, stacklevel=2)
@@ -128,6 +131,7 @@ class BundleSignClassifier:
         self.conformal_qhat: float | None = bundle.conformal_qhat
         self.coverage: float | None = bundle.coverage
         self.calibrated: bool = bool(bundle.calibrated)
+        self.calibration: str | None = bundle.calibration  # what the Predictions say they were calibrated on
         inp = dict(bundle.spec.get("input") or {})
         self.features = inp.get("features", FEATURE_KINDS[0])
         if self.features not in FEATURE_KINDS:

@@ -140,3 +140,23 @@ def test_damaged_weights_and_unknown_architectures_get_clear_errors(tmp_path):
     (out / "model.safetensors").write_bytes(b"\x00" * 40)
     with pytest.raises(BundleError, match="not a readable safetensors"):
         load_bundle(out)
+
+
+def test_bundle_predictions_say_what_they_were_calibrated_on(tmp_path):
+    from models.shipped import shipped_bundle
+
+    shipped = load_bundle(shipped_bundle("sign"))  # the shipped sign model: fitted on 233 validation-signer hands
+    p = shipped.predictions(np.zeros((1, 63), np.float32))[0]
+    assert p.calibrated and "n=233" in p.calibration and "same examples, not on new data" in p.calibration
+    assert "new person" in p.calibration and "cover 0.375" in p.calibration
+    # a bundle that states no calibration and was not fitted says uncalibrated; one claiming it is refused words
+    data = list(leaky_landmarks(LeakyLandmarks(n_persons=2, per_person_class=10, dim=8)))
+    x = np.stack([r[0] for r in data])
+    train_idx, valid_idx = _split(len(data))
+    learn, backend, spec = build_learner("landmarks", x, [r[1] for r in data], train_idx, valid_idx,
+                                         LearnerSettings(hidden=(8,)))
+    raw = _saved(tmp_path, learn, backend, spec, "landmarks")  # temperature 1, no sets: nothing fitted
+    assert not raw.calibrated and raw.predictions(x[:1])[0].calibration_note.startswith("uncalibrated")
+    spec_path = raw.root / "bundle.json"
+    spec_path.write_text(json.dumps({**json.loads(spec_path.read_text()), "calibration": "calibrated on my laptop"}))
+    assert load_bundle(raw.root).predictions(x[:1])[0].calibration_note == "uncalibrated: calibrated on my laptop"

@@ -49,6 +49,14 @@ def test_leaky_random_split_scores_higher_than_grouped(tmp_path, artifacts_dir):
     assert card["counts"]["person"]["person0"] == 80 and card["diagnosis"]["name"]
     assert (tmp_path / "bundle" / "learning_curves.png").stat().st_size > 5000
     assert "Random vs grouped" in (tmp_path / "bundle" / "card.md").read_text()
+    # every Prediction says on what it was calibrated (the grouped validation split, its size) and that the
+    # calibration error was measured on those same examples
+    n_persons = len(set(persons[split.valid_idx]))
+    p = load_bundle(tmp_path / "bundle").predictions(items_of(data)[:2])[0]
+    assert p.calibrated and p.calibration.startswith(
+        f"calibrated on the validation split grouped by person ({n_persons} persons), n={len(split.valid_idx)};")
+    assert "same examples, not on new data" in p.calibration and p.to_dict()["calibration"] == p.calibration
+    assert card["calibration"]["text"] == p.calibration
 
 
 def test_overconfident_model_calibrated_on_validation_lowers_ece_and_conformal_holds(tmp_path):
@@ -147,6 +155,7 @@ def test_text_learner_on_minilm_and_zero_shot(tmp_path):
                                            tmp_path / "zs"))
     preds = zs.predictions(new)
     assert [p.label for p in preds] == ["weather", "food", "sport"] and not preds[0].calibrated
+    assert preds[0].calibration_note.startswith("uncalibrated: zero-shot")
     assert zs.card["split"].startswith("none")
 
 

@@ -194,7 +194,12 @@ def render_card_md(card: dict[str, Any]) -> str:
         c = card["calibration"]
         lines += ["", "## Calibration",
                   f"Temperature {c.get('temperature', 1.0):.3f}; ECE {c.get('ece_before', float('nan')):.3f} "
-                  f"before, {c.get('ece_after', float('nan')):.3f} after (fitted on validation)."]
+                  f"before, {c.get('ece_after', float('nan')):.3f} after (fitted on validation; both measured on "
+                  "the examples it was fitted on)."]
+        if c.get("text"):
+            lines.append(f"Predictions say: {c['text']}.")
+        if c.get("new_person"):
+            lines.append(f"On a new person: {c['new_person']}")
         if c.get("conformal_qhat") is not None:
             lines.append(f"Conformal sets at {c.get('coverage')} coverage: qhat {c['conformal_qhat']:.3f}, "
                          f"mean set size {c.get('mean_set_size', float('nan')):.2f}.")

@@ -213,8 +213,13 @@ def _fit_and_bundle(kind: str, hs: HandSet, train_idx: np.ndarray, valid_idx: np
             "n_train": int(len(train_idx)), "n_valid": int(len(valid_idx)), "train_seconds": round(fitted.seconds, 1),
             "counts": {"class": {c: int((hs.labels[train_idx] == c).sum()) for c in classes}}, **card_extra}
     # `out` is this recipe's own working folder under the cache: a rerun replaces it (the old one is moved aside)
+    if card_extra.get("setting") == "same-signer":
+        fitted_on = "held-out blocks of video frames of the training signer"
+    else:
+        signers = sorted({str(g) for g in hs.groups[valid_idx]})
+        fitted_on = f"{len(signers)} held-out validation signers ({', '.join(signers)})"
     path = write_bundle(out, task=task, backend=backend, classes=classes, learner=learn, assessment=assessment,
-                        input_spec=spec, card=card, overwrite=True)
+                        input_spec=spec, card=card, overwrite=True, calibrated_on=fitted_on)
     return path, {"accuracy": valid.to_dict(), "calibration": assessment.calibration.to_dict(),
                   "diagnosis": assessment.diagnosis.name}, fitted.seconds
 
@@ -223,7 +228,7 @@ def score_on(bundle_path: Path, kind: str, hs: HandSet) -> dict:
     """Accuracy of a bundle on a test HandSet: over all images (no hand found = wrong for landmarks), over
     the images where a hand was found, and the detection rate; each with a Wilson 95% interval."""
     from models.bundle import load_bundle
-    from train.calibration import ece
+    from train.calibration import ece, empirical_coverage
     from train.evidence import accuracy, wilson_interval
 
     bundle = load_bundle(bundle_path)
@@ -244,6 +249,8 @@ def score_on(bundle_path: Path, kind: str, hs: HandSet) -> dict:
             "accuracy_all": accuracy(correct).to_dict(),
             "accuracy_detected": accuracy(correct[found]).to_dict(),
             "ece_detected": float(ece(probs[found], y[found])) if found.any() else None,
+            "set_coverage_detected": (empirical_coverage(probs[found], y[found], bundle.conformal_qhat)[0]
+                                      if found.any() and bundle.conformal_qhat is not None else None),
             "correct": correct.tolist()}
 
 
@@ -333,6 +340,12 @@ def ship_sign(recipe: SignRecipe, figures: dict, log=print) -> Path:
         for key in ("validation_all_images", "eval_signer"):
             run.get(key, {}).pop("correct", None)
     card.update(_sign_card(recipe, figures, best))
+    new_person = _new_person_calibration(runs[f"{best}/cross-signer"].get("eval_signer"), card["calibration"])
+    if new_person:  # measured on data it was not fitted on: said on the card and by every Prediction
+        spec = json.loads((tmp / "bundle.json").read_text())
+        spec["calibration"] = card["calibration"]["text"] = f"{card['calibration']['text']}; on {new_person}"
+        card["calibration"]["new_person"] = f"{new_person} (evaluation data: measured once, never fitted on)."
+        (tmp / "bundle.json").write_text(json.dumps(spec, indent=2))
     (tmp / "card.json").write_text(json.dumps(card, indent=2))
     (tmp / "card.md").write_text(render_card_md(card) + _sign_card_md(card))
     if recipe.out.exists():  # checked up front unless overwrite: never deleted, moved aside
@@ -370,6 +383,17 @@ def _sign_card(recipe: SignRecipe, figures: dict, best: str) -> dict:
         "reproduce": f"livelearner train-default sign --data {recipe.data} --out {recipe.out}"
                      + (f" --eval {recipe.eval_data}" if recipe.eval_data else ""),
     }
+
+
+def _new_person_calibration(eval_signer: dict | None, calibration: dict) -> str | None:
+    """The calibration error and set coverage on the evaluation signer's found hands, in words (None: not measured)."""
+    if not eval_signer or eval_signer.get("ece_detected") is None:
+        return None
+    n = eval_signer["accuracy_detected"]["n"]
+    text = f"a new person (the evaluation signer, {n} found hands): ECE {eval_signer['ece_detected']:.2f}"
+    if eval_signer.get("set_coverage_detected") is not None:
+        text += f", {calibration.get('coverage', 0.9):.0%} sets cover {eval_signer['set_coverage_detected']:.3f}"
+    return text
 
 
 def _new_person_text(cross: dict, same: dict, best: str) -> str:

@@ -117,18 +117,34 @@ def assess(logits: np.ndarray, targets: np.ndarray, curves: Curves, *, n_classes
     return Assessment(cal, diag, plots, found)
 
 
+def calibration_text(cal: CalibrationReport, fitted_on: str = "the validation split", new_data: str | None = None
+                     ) -> str:
+    """What a bundle's Predictions say about their probabilities (bundle.json "calibration"): the data the
+    temperature and conformal threshold were fitted on, and where their error was measured. `calibrate` measures
+    the ECE on the very examples it fitted on, so the text says so: that figure is not one on new data.
+    new_data: figures measured on data it was not fitted on, e.g. "a new person (...): ECE 0.34, ..."."""
+    sets = (f"; {cal.coverage:.0%} sets" if cal.conformal_qhat is not None
+            else "; no prediction sets (too few examples)")
+    text = (f"calibrated on {fitted_on}, n={cal.n}; ECE {cal.ece_before:.2f} -> {cal.ece_after:.2f} measured on "
+            f"those same examples, not on new data{sets}")
+    return text + (f"; on {new_data}" if new_data else "")
+
+
 def write_bundle(out: str | Path, *, task: str, backend: str, classes: Sequence[str], learner: Any,
                  assessment: Assessment, input_spec: dict[str, Any], card: dict[str, Any], accept_at: float = 0.9,
-                 overwrite: bool = False, **spec_extra: Any) -> Path:
-    """Save the bundle with its calibration, diagnosis, warnings and plots on the card (plus `card`'s entries)."""
+                 overwrite: bool = False, calibrated_on: str = "the validation split", **spec_extra: Any) -> Path:
+    """Save the bundle with its calibration, diagnosis, warnings and plots on the card (plus `card`'s entries).
+    calibrated_on: the validation data in words (e.g. "the validation split grouped by person (3 persons)");
+    bundle.json's "calibration" (`calibration_text`) names it, and every Prediction of the bundle shows it."""
     cal = assessment.calibration
-    card = {"calibration": cal.to_dict(), "diagnosis": assessment.diagnosis.to_dict(),
+    text = calibration_text(cal, calibrated_on)
+    card = {"calibration": {**cal.to_dict(), "text": text}, "diagnosis": assessment.diagnosis.to_dict(),
             "warnings": list(assessment.warnings), **card}
     return save_bundle(out, task=task, backend=backend, classes=classes, learner=learner,
                        temperature=cal.temperature, conformal_qhat=cal.conformal_qhat, coverage=cal.coverage,
                        policy=RoutingPolicy(accept_at=accept_at), input_spec=input_spec, card=card,
                        extra_files={f"{name}.png": path for name, path in assessment.plots.items()},
-                       overwrite=overwrite, **spec_extra)
+                       overwrite=overwrite, **{"calibration": text, **spec_extra})
 
 
 @dataclass
@@ -298,7 +314,8 @@ def train_model(data: TaskData, settings: TrainSettings, out: str | Path | None 
         warnings.warn(w)
     result = TrainResult(data.task, classes, spec.name, runs, score, leakage, assessment, counts_of(data))
     if out is not None:
-        result.bundle = export_bundle(result, settings, out, overwrite=overwrite)
+        result.bundle = export_bundle(result, settings, out, overwrite=overwrite,
+                                      calibrated_on=validation_words(spec, final.split, data))
         moved = json.loads((result.bundle / "card.json").read_text()).get("previous_bundle_moved_to")
         result.moved_aside = Path(moved) if moved else None
     return result
@@ -339,7 +356,19 @@ def _check_images(data: TaskData) -> None:
                          "(SampleStore.remove(id, by=...)) or capture them again. Nothing was changed in the store.")
 
 
-def export_bundle(result: TrainResult, settings: TrainSettings, out: str | Path, overwrite: bool = False) -> Path:
+def validation_words(spec: SplitSpec, split: Split, data: TaskData) -> str:
+    """The data a split's validation part holds, in words, e.g. "the validation split grouped by person (3 persons)"."""
+    if spec.kind == "grouped":
+        groups = data.persons if spec.group_by == "person" else data.sessions
+        n = len(set(np.asarray(groups)[split.valid_idx]))
+        return f"the validation split grouped by {spec.group_by} ({n} {spec.group_by}{'s' if n != 1 else ''})"
+    if spec.kind == "time":
+        return f"the last walk-forward fold's validation (the latest {len(split.valid_idx)} examples in time)"
+    return "a random validation split (the same people and sessions as training)"
+
+
+def export_bundle(result: TrainResult, settings: TrainSettings, out: str | Path, overwrite: bool = False,
+                  calibrated_on: str = "the validation split") -> Path:
     final = result.final
     card = {
         "split": result.split_name + (f" ({len(result.runs)} folds)" if len(result.runs) > 1 else ""),
@@ -353,7 +382,7 @@ def export_bundle(result: TrainResult, settings: TrainSettings, out: str | Path,
     }
     return write_bundle(out, task=result.task, backend=final.backend, classes=result.classes, learner=final.learner,
                         assessment=result.assessment, input_spec=final.input_spec, card=card,
-                        accept_at=settings.accept_at, overwrite=overwrite)
+                        accept_at=settings.accept_at, overwrite=overwrite, calibrated_on=calibrated_on)
 
 
 def save_zero_shot_bundle(descriptions: dict[str, str], out: str | Path,
@@ -365,7 +394,8 @@ def save_zero_shot_bundle(descriptions: dict[str, str], out: str | Path,
             "warnings": ["zero-shot: probabilities are not calibrated; record labelled examples and train"]}
     return save_bundle(out, task="text", backend="zeroshot", classes=classes, zeroshot_embeddings=emb,
                        temperature=temperature, policy=RoutingPolicy(accept_at=accept_at),
-                       input_spec={"embedder": "minilm-l6-v2", "dim": int(emb.shape[1])}, card=card)
+                       input_spec={"embedder": "minilm-l6-v2", "dim": int(emb.shape[1])}, card=card,
+                       calibration=f"uncalibrated: zero-shot (no labelled data), temperature {temperature:g} set by hand")
 
 
 # ---- data in, evaluation -------------------------------------------------------------------------
