@@ -104,28 +104,33 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
                 with gr.Column():
                     mic = gr.Audio(sources=["microphone"], streaming=True, type="numpy", label="Microphone",
                                    elem_id="mic")
-                    labels = gr.Textbox(label="Classes for zero-shot, as 'label: description' separated by commas "
-                                        "(or deploy a trained text model)",
+                    mode = gr.Radio(list(tab_speak.MODES), value="meaning", label="Classify by: meaning (the "
+                                    "transcript's text) or commands (the typed words, scored on the audio)",
+                                    elem_id="speak-mode")
+                    labels = gr.Textbox(label="meaning: classes for zero-shot, as 'label: description' separated by "
+                                        "commas (or deploy a trained text model)",
                                         value=tab_speak.DEFAULT_LABELS, elem_id="speak-labels")
+                    commands = gr.Textbox(label="commands: the words to listen for, separated by commas",
+                                          value=tab_speak.DEFAULT_COMMANDS, max_lines=1, elem_id="speak-commands")
                     upload = gr.Audio(sources=["upload"], type="filepath", label="…or upload a recording",
                                       elem_id="speak-upload")
                     upload_btn = gr.Button("Transcribe the recording", elem_id="speak-run")
                 with gr.Column():
                     committed = gr.Textbox(label="Transcript (committed)", lines=4, elem_id="transcript")
                     partial = gr.Markdown(elem_id="partial")
-                    text_probs = gr.Label(num_top_classes=4, label="Transcript class", elem_id="speak-probs")
+                    text_probs = gr.Label(num_top_classes=4, label="Class", elem_id="speak-probs")
                     speak_info = gr.Markdown(elem_id="speak-info")
                     why_btn = gr.Button("Why? Nearest training phrases", elem_id="speak-why")
                     why = gr.Markdown(elem_id="speak-why-text")
             mic.stream(
-                bind(tab_speak.process_stream_chunk, ctx), [mic, labels, speak_state, person],
+                bind(tab_speak.process_stream_chunk, ctx), [mic, labels, speak_state, person, mode, commands],
                 [committed, partial, text_probs, speak_info, speak_state],
                 stream_every=settings.audio_stream_every_s, api_name="speak_stream", **stream_args,
             )
-            mic.stop_recording(bind(tab_speak.finish, ctx), [labels, speak_state, person],
+            mic.stop_recording(bind(tab_speak.finish, ctx), [labels, speak_state, person, mode, commands],
                                [committed, partial, text_probs, speak_info, speak_state], **hidden)
             why_btn.click(bind(tab_speak.explain_last, ctx), [speak_state], [why], **hidden)
-            upload_btn.click(bind(tab_speak.process_file, ctx), [upload, labels, person],
+            upload_btn.click(bind(tab_speak.process_file, ctx), [upload, labels, person, mode, commands],
                              [committed, partial, text_probs, speak_info], api_name="transcribe")
 
         # --- Questions --------------------------------------------------------------------------
@@ -158,6 +163,8 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
             review_summary = gr.Markdown(elem_id="review-summary")
             with gr.Row():
                 review_task = gr.Textbox(label="Only task (empty = all)", max_lines=1)
+                review_scope = gr.Radio(list(tab_review.SCOPES), value="mine", elem_id="review-scope",
+                                        label="Show: mine (inputs from the name at the top) or everyone's")
                 review_refresh = gr.Button("Refresh queue", elem_id="review-refresh")
             queue = gr.Dataframe(headers=tab_review.QUEUE_COLUMNS, interactive=False, label="Waiting (oldest first)",
                                  elem_id="review-queue")
@@ -177,8 +184,9 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
                 skip_btn = gr.Button("Skip (unusable)")
             review_msg = gr.Markdown(elem_id="review-msg")
 
-            def refresh(task_filter):
-                return tab_review.queue_summary(ctx), tab_review.queue_rows(ctx, task_filter)
+            def refresh(task_filter, scope, who):
+                return (tab_review.queue_summary(ctx, scope, who),
+                        tab_review.queue_rows(ctx, task_filter, scope=scope, person=who))
 
             def pick(evt: gr.SelectData, rows):
                 row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
@@ -188,15 +196,17 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
                 image, audio, text, p, desc, classes = tab_review.show_item(ctx, i)
                 return image, audio, text, p, desc, gr.Dropdown(choices=[""] + classes, value="")
 
-            review_refresh.click(refresh, [review_task], [review_summary, queue], **hidden)
-            review_tab.select(refresh, [review_task], [review_summary, queue], **hidden)
+            review_inputs = [review_task, review_scope, person]
+            review_scope.change(refresh, review_inputs, [review_summary, queue], **hidden)
+            review_refresh.click(refresh, review_inputs, [review_summary, queue], **hidden)
+            review_tab.select(refresh, review_inputs, [review_summary, queue], **hidden)
             item_outputs = [item_image, item_audio, item_text, item_probs, item_desc, correct_label]
             queue.select(pick, [queue], [item_id], **hidden).then(show, [item_id], item_outputs, **hidden)
             show_btn.click(show, [item_id], item_outputs, **hidden)
             confirm_btn.click(bind(tab_review.resolve, ctx), [item_id, person, correct_label], [review_msg],
-                              api_name="review_resolve").then(refresh, [review_task], [review_summary, queue], **hidden)
+                              api_name="review_resolve").then(refresh, review_inputs, [review_summary, queue], **hidden)
             skip_btn.click(bind(tab_review.skip, ctx), [item_id, person], [review_msg], **hidden).then(
-                refresh, [review_task], [review_summary, queue], **hidden)
+                refresh, review_inputs, [review_summary, queue], **hidden)
 
         # --- Monitor ----------------------------------------------------------------------------
         with gr.Tab("Monitor", id="monitor") as monitor_tab:

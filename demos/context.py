@@ -33,7 +33,9 @@ def default_data_dir() -> Path:
 class AppSettings:
     data_dir: Path = field(default_factory=default_data_dir)  # samples/, review/, bundles/ live here
     stream_every_s: float = 0.1  # webcam frame period sent by the browser (10 fps)
-    audio_stream_every_s: float = 0.5  # microphone chunk period
+    # microphone chunk period: Gradio 6's microphone records in 0.1 s slices, so shorter asks give nothing;
+    # at 0.5 s the wait for the chunk alone was a third of a word's latency
+    audio_stream_every_s: float = 0.1
     stream_time_limit_s: int = 600  # one streaming session holds a worker at most this long
     max_streams: int = 16  # simultaneous webcam / microphone streams (one worker each)
     max_concurrency: int = 8  # other events (buttons, uploads) running at once
@@ -41,7 +43,9 @@ class AppSettings:
     max_file_size: str = "25mb"  # upload limit enforced by Gradio before our code runs
     cache_delete: tuple[int, int] = (300, 600)  # (every s, older than s): Gradio's temporary files removed
     asr_model: str = "tiny.en"  # Whisper model of the streaming transcriber ("tiny.en", "base", a .pt path)
-    preload: tuple[str, ...] = ("emotion",)  # models loaded in the background right after start
+    # models loaded in the background right after start, in this order (the Speak tab's three included,
+    # so the first utterance is transcribed and classified without a load wait)
+    preload: tuple[str, ...] = ("emotion", "asr", "text-embedder", "command-scorer")
     local_camera: bool = True  # the page may open this machine's camera (off when served to others)
     review: ReviewSettings = ReviewSettings()
     monitor: MonitorSettings = MonitorSettings()
@@ -98,6 +102,17 @@ class ModelHub:
             status.state, status.seconds = "ready", time.monotonic() - status.started_s
             self._models[name] = model
             return model
+
+    def add(self, name: str, loader: Callable[[], Any]) -> None:
+        """Register one more model (a loader that may itself `get` others from this hub)."""
+        self._loaders[name] = loader
+        self._status.setdefault(name, LoadStatus())
+        self._locks.setdefault(name, threading.Lock())
+        self._generations.setdefault(name, 0)
+        self.loads.setdefault(name, 0)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._loaders
 
     def generation(self, name: str) -> int:
         return self._generations[name]
@@ -215,10 +230,34 @@ class AppContext:
         self.bundles_dir = self.deployed.root
         self.hub = hub if hub is not None else ModelHub(hub_loaders(settings, self.deployed))
         self.embedder = HubEmbedder(self.hub)
+        if "command-scorer" not in self.hub:  # spoken commands, scored on the hub's one Whisper model
+            self.hub.add("command-scorer", self._load_command_scorer)
+        self.command_calibration_path = data_dir / "commands" / "calibration.json"  # the team's (Train tab)
         for task in self.deployed.restore():
             self._went_live(task)
         # recover resolutions that did not reach the sample store (crash between the two writes)
         self.review.sync_samples(self.sample_from_review)
+
+    def _load_command_scorer(self) -> Any:
+        from models.commands import CommandScorer, CommandScorerSettings
+
+        transcriber = self.hub.get("asr")
+        return CommandScorer(CommandScorerSettings(model=self.settings.asr_model), model=transcriber.model)
+
+    def command_calibration(self) -> tuple[Any, float | None]:
+        """(the team's CommandCalibration or None for the shipped one, its file's mtime as a cache key)."""
+        from models.commands import CommandCalibration, CommandInputError
+
+        path = self.command_calibration_path
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            return None, None
+        try:
+            return CommandCalibration.from_json(path), mtime
+        except CommandInputError as e:
+            warnings.warn(f"team command calibration ignored: {e}")
+            return None, None
 
     def bundle(self, task: str) -> Any:
         """The deployed team model for `task` ("image", "landmarks", "text", "tabular") or None."""

@@ -1,5 +1,6 @@
-"""One user's live speech session: a streaming transcriber (its own buffer) on the hub's shared Whisper,
-decoded in a worker thread, and the transcript classifiers built on the hub's one MiniLM.
+"""One user's live speech session: a streaming transcriber (its own buffer and VAD) on the hub's shared
+Whisper, driven by `models.asr_replay.StreamDriver` in a worker thread; the transcript classifiers built
+on the hub's one MiniLM; and, in commands mode, the audio of each utterance the VAD closes.
 """
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import queue
 import threading
 import weakref
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -14,24 +16,27 @@ import numpy as np
 
 from demos.context import AppContext, ModelHub, user_error
 
-MAX_PENDING_CHUNKS = 240  # audio chunks waiting for Whisper (2 min at 0.5 s); beyond, the oldest are dropped
+MAX_PENDING_CHUNKS = 1200  # audio chunks waiting for Whisper (2 min at 0.1 s); beyond, the oldest are dropped
 FINISH_TIMEOUT_S = 60.0  # how long stopping a recording waits for Whisper to catch up
 ZERO_SHOT_CACHE_SIZE = 32  # label sets kept embedded per hub (users retype their classes)
+COMMAND_SET_CACHE_SIZE = 32  # command label sets kept tokenised per hub
+UTTERANCE_RING_S = 40.0  # audio kept for cutting utterances (longer than Whisper's 30 s context)
+UTTERANCE_PREROLL_S = 0.1  # audio kept before the stream's buffer start when an utterance opens
+SAMPLE_RATE = 16_000
 
 # One Whisper decode at a time: decoding installs hooks on the shared model's modules (its
-# key/value cache), so two sessions decoding at once would read each other's caches. On a 2-core
-# CPU nothing is lost: a decode already uses both cores.
-_ASR_LOCK = threading.Lock()
+# key/value cache), so two sessions decoding at once would read each other's caches; the command
+# scorer shares the same model. On a 2-core CPU nothing is lost: a decode already uses both cores.
+ASR_LOCK = threading.Lock()
 
 
-def open_stream(ctx: AppContext) -> Any:
-    """A per-session streaming transcriber on the hub's shared Whisper model.
+def open_stream(ctx: AppContext, clock: str = "live") -> Any:
+    """A per-session StreamDriver around a streaming transcriber on the hub's shared Whisper model.
 
     Its voice activity detector is per session too: silero carries state from one audio frame to the
-    next (a 2 MB ONNX graph, read from the model store's copy)."""
-    from capture.vad import VadSettings
+    next (a 2 MB ONNX graph, read from the model store's copy by models.vad_model.load_vad)."""
+    from models.asr_replay import StreamDriver
     from models.streaming_asr import StreamingASR, StreamingSettings
-    from models.vad_model import load_vad
 
     try:
         transcriber = ctx.hub.get("asr")
@@ -39,40 +44,89 @@ def open_stream(ctx: AppContext) -> Any:
         raise user_error(f"The speech model could not be loaded ({type(e).__name__}). "
                          "Run `livelearner models fetch --default` on the server.", e) from e
     settings = StreamingSettings()
-    vad = load_vad(VadSettings(backend=settings.vad)) if settings.vad != "off" else None
-    return StreamingASR(transcriber, settings, vad=vad)
+    return StreamDriver(StreamingASR(transcriber, settings, vad=build_vad(settings.vad)), clock=clock, lock=ASR_LOCK)
 
 
-def step(stream: Any, chunk: Any) -> Any:
-    """Add one AudioChunk and decode if enough new speech arrived -> StreamUpdate."""
-    stream.insert_audio(chunk)
-    with _ASR_LOCK:
-        return stream.process_iter()
+def build_vad(backend: str) -> Any:
+    """A fresh VoiceActivityDetector for one stream (silero from the model store), None for "off"."""
+    from capture.vad import VadSettings
+    from models.vad_model import load_vad
+
+    return None if backend == "off" else load_vad(VadSettings(backend=backend))
 
 
-def process(stream: Any) -> Any:
-    """Decode if enough new speech arrived (audio already inserted) -> StreamUpdate."""
-    with _ASR_LOCK:
-        return stream.process_iter()
+@dataclass(frozen=True)
+class Utterance:
+    """The audio of one utterance the streaming transcriber's VAD closed."""
+
+    start_s: float  # stream seconds
+    end_s: float
+    audio: np.ndarray  # (N,) float32 16 kHz
 
 
-def finish(stream: Any) -> Any:
-    with _ASR_LOCK:
-        return stream.finish()
+class UtteranceCutter:
+    """Keeps the stream's recent audio and cuts out each utterance when the VAD closes it.
+
+    The streaming transcriber opens an utterance when its VAD hears speech (`StreamUpdate.in_speech`
+    turns true; its buffer then starts `speech_pad_s` before the speech) and closes it after
+    `end_of_speech_s` of silence (or at the end of the stream), when in_speech turns false again.
+    The utterance is the audio between the two, trailing silence included (Whisper pads to 30 s anyway).
+    """
+
+    def __init__(self, ring_s: float = UTTERANCE_RING_S) -> None:
+        self._max = int(ring_s * SAMPLE_RATE)
+        self._audio = np.zeros(0, np.float32)  # (N,) the newest audio
+        self._start_s = 0.0  # stream seconds of _audio[0]
+        self._open_s: float | None = None  # start of the utterance going on
+
+    def add(self, samples: np.ndarray, start_s: float | None = None) -> None:
+        """Append (N,) 16 kHz float32 audio (its stream start, when known: gaps become silence)."""
+        end_s = self._start_s + len(self._audio) / SAMPLE_RATE
+        samples = np.asarray(samples, np.float32)
+        if start_s is not None and start_s > end_s + 0.01:
+            samples = np.concatenate([np.zeros(int((start_s - end_s) * SAMPLE_RATE), np.float32), samples])
+        self._audio = np.concatenate([self._audio, samples])
+        extra = len(self._audio) - self._max
+        if extra > 0:
+            self._audio = self._audio[extra:]
+            self._start_s += extra / SAMPLE_RATE
+
+    def watch(self, update: Any, buffer_s: float) -> Utterance | None:
+        """After each StreamUpdate (and the transcriber's buffer length): the utterance it closed, if any."""
+        if update.in_speech:
+            if self._open_s is None:
+                self._open_s = max(0.0, update.stream_time_s - buffer_s - UTTERANCE_PREROLL_S)
+            return None
+        if self._open_s is None:
+            if not update.segments:  # nothing opened nor closed
+                return None
+            # opened and closed within one call (audio arrived in a batch): start from the words
+            self._open_s = max(0.0, min(s.start_s for s in update.segments) - 0.3)
+        start_s, self._open_s = self._open_s, None
+        return self.cut(start_s, update.stream_time_s)
+
+    def cut(self, start_s: float, end_s: float) -> Utterance:
+        i = max(0, int(round((start_s - self._start_s) * SAMPLE_RATE)))
+        j = max(i, int(round((end_s - self._start_s) * SAMPLE_RATE)))
+        return Utterance(start_s, end_s, self._audio[i:j].copy())
 
 
 class SpeechWorker:
-    """Runs one user's streaming transcriber in a thread, so the stream handler returns at once.
+    """Runs one user's StreamDriver in a thread, so the stream handler returns at once.
 
     Why: while a Gradio stream handler is busy, newer chunks from the browser replace the waiting
     one (right for video, where only the newest frame matters; wrong for audio, where every chunk
-    holds words). The handler only queues the chunk; this thread decodes whatever has arrived and
-    hands each StreamUpdate to `on_update(update, labels_text)`.
+    holds words). The handler only queues the chunk; this thread inserts whatever has arrived,
+    decodes once, and hands each StreamUpdate to `on_update(update, labels_text)`.
     """
 
-    def __init__(self, stream: Any, on_update: Callable[[Any, str], Any], name: str, labels_text: str = ""):
-        self.stream = stream
+    def __init__(self, driver: Any, on_update: Callable[[Any, str], Any], name: str, labels_text: str = "",
+                 on_chunk: Callable[[Any], None] | None = None):
+        """on_chunk(chunk): called in the worker with each AudioChunk as it is inserted (commands mode
+        keeps the audio to cut utterances from)."""
+        self.driver = driver
         self.on_update = on_update
+        self.on_chunk = on_chunk
         self.inbox: queue.Queue = queue.Queue()
         self.dropped = 0  # chunks dropped because Whisper fell more than MAX_PENDING_CHUNKS behind
         self.error: BaseException | None = None
@@ -112,8 +166,10 @@ class SpeechWorker:
             try:
                 for chunk in items:
                     if chunk is not None:
-                        self.stream.insert_audio(chunk)
-                self.on_update(finish(self.stream) if done else process(self.stream), self.labels_text)
+                        self.driver.insert(chunk)
+                        if self.on_chunk is not None:
+                            self.on_chunk(chunk)
+                self.on_update(self.driver.finish() if done else self.driver.process(), self.labels_text)
             except Exception as e:  # shown to the user on their next chunk
                 self.error = e
                 return
@@ -128,24 +184,76 @@ _zero_shot_lock = threading.Lock()
 def zero_shot_classifier(ctx: AppContext, descriptions: dict[str, str]) -> Any:
     """An in-memory zero-shot text bundle (models.bundle backend "zeroshot") for the typed classes,
     embedding with the hub's MiniLM; the last ZERO_SHOT_CACHE_SIZE label sets are kept."""
-    from models.bundle import Bundle
-    from train.datablocks import ZERO_SHOT_TEMPERATURE
-
     key = tuple(descriptions.items())
     with _zero_shot_lock:
         cache = _zero_shot.setdefault(ctx.hub, OrderedDict())
         if key in cache:
             cache.move_to_end(key)
             return cache[key]
-    classes = list(descriptions)
-    emb = np.asarray(ctx.embedder.encode([descriptions[c] for c in classes]), dtype=np.float32)  # (C, 384)
-    spec = {"format": 2, "task": "text", "backend": "zeroshot", "classes": classes,
-            "temperature": ZERO_SHOT_TEMPERATURE, "calibrated": False, "conformal_qhat": None, "coverage": None,
-            "policy": {"accept_at": ctx.settings.review.accept_at, "abstain_below": ctx.settings.review.abstain_below}}
-    bundle = Bundle(Path("zero-shot"), spec, zeroshot=emb)
-    bundle.use_embedder(ctx.embedder)
+    bundle = zero_shot_bundle(ctx.embedder, descriptions, ctx.settings.review.policy)
     with _zero_shot_lock:
         cache[key] = bundle
         while len(cache) > ZERO_SHOT_CACHE_SIZE:
             cache.popitem(last=False)
     return bundle
+
+
+def zero_shot_bundle(embedder: Any, descriptions: dict[str, str], policy: Any) -> Any:
+    """An in-memory text bundle that scores a sentence against each class description (MiniLM cosine,
+    uncalibrated), routed with `policy` (a models.prediction.RoutingPolicy)."""
+    from models.bundle import Bundle
+    from train.datablocks import ZERO_SHOT_TEMPERATURE
+
+    classes = list(descriptions)
+    emb = np.asarray(embedder.encode([descriptions[c] for c in classes]), dtype=np.float32)  # (C, 384)
+    spec = {"format": 2, "task": "text", "backend": "zeroshot", "classes": classes,
+            "temperature": ZERO_SHOT_TEMPERATURE, "calibrated": False, "conformal_qhat": None, "coverage": None,
+            "policy": {"accept_at": policy.accept_at, "abstain_below": policy.abstain_below}}
+    bundle = Bundle(Path("zero-shot"), spec, zeroshot=emb)
+    bundle.use_embedder(embedder)
+    return bundle
+
+
+_commands: "weakref.WeakKeyDictionary[ModelHub, OrderedDict]" = weakref.WeakKeyDictionary()
+
+
+def command_classifier(ctx: AppContext, labels: tuple[str, ...]) -> Any:
+    """A models.commands.CommandClassifier for the typed commands on the hub's one command scorer, with
+    the team's command calibration when one was fitted (Train tab), else the shipped one.
+
+    Raises user_error for unusable labels (empty, duplicates, too long, not English for an .en model)."""
+    from models.commands import CommandClassifier, CommandInputError
+
+    calibration, cal_key = ctx.command_calibration()
+    key = (labels, cal_key)
+    with _zero_shot_lock:
+        cache = _commands.setdefault(ctx.hub, OrderedDict())
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+    try:
+        scorer = ctx.hub.get("command-scorer")
+    except Exception as e:
+        raise user_error(f"The speech model could not be loaded ({type(e).__name__}). "
+                         "Run `livelearner models fetch --default` on the server.", e) from e
+    try:
+        classifier = CommandClassifier(labels, scorer, calibration=calibration, policy=ctx.settings.review.policy)
+    except CommandInputError as e:
+        raise user_error(f"Commands: {e}.", e) from e
+    with _zero_shot_lock:
+        cache[key] = classifier
+        while len(cache) > COMMAND_SET_CACHE_SIZE:
+            cache.popitem(last=False)
+    return classifier
+
+
+def classify_utterance(classifier: Any, utterance: Utterance) -> Any:
+    """Score the commands on one utterance's audio (under the Whisper lock) -> Prediction, or None when
+    the utterance holds no speech (too short or silent)."""
+    from models.commands import NoSpeechError
+
+    with ASR_LOCK:
+        try:
+            return classifier.classify(utterance.audio, SAMPLE_RATE, timestamp_s=utterance.start_s)
+        except NoSpeechError:
+            return None

@@ -1,15 +1,21 @@
-"""Speak tab: microphone -> streaming transcript -> transcript classifier with the ASR's doubt folded in.
+"""Speak tab: microphone -> streaming transcript -> a class, by meaning or as a spoken command.
 
 Text that the transcriber has committed never changes; the partial (uncommitted) tail is shown
-apart. Each committed segment is classified: by the deployed text model, else zero-shot against
-the classes the user typed. The segment's ASR confidence c (Whisper's own signals, calibrated)
-is folded into the class probabilities as p' = c * p + (1 - c) / C: if the words may be wrong,
-the label cannot be more certain than the words. A segment flagged as hallucinated abstains.
+apart, and both are updated on every decode. The user chooses how speech becomes a class:
+
+- "meaning": each committed segment's text is classified by the deployed text model, else
+  zero-shot against the classes the user typed. The segment's ASR confidence c (Whisper's own
+  signals; a score, not calibrated) is folded into the class probabilities as p' = c * p + (1 - c) / C:
+  if the words may be wrong, the label cannot be more certain than the words. A segment flagged as
+  hallucinated abstains.
+- "commands": the audio of each utterance the VAD closes is scored against the typed commands by
+  `models.commands.CommandClassifier` (Whisper's decoder scores each command's text on the audio;
+  "none of these" when it is none of them), calibrated by the team's recordings when the Train tab
+  fitted a calibration, else by the shipped one.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,8 +34,10 @@ from models.prediction import Prediction, RoutingPolicy, make_prediction
 # works less well: on MiniLM, "Can you help me with my homework?" is nearer "complaint" than "question")
 DEFAULT_LABELS = ("question: a question asking for something, greeting: a greeting saying hello, "
                   "complaint: a complaint that something is wrong, thanks: thanking someone")
+DEFAULT_COMMANDS = "yes, no, stop, go"
+MODES = ("meaning", "commands")
 MAX_LABELS = 20
-MAX_CHUNK_S = 10.0  # one microphone chunk (the browser sends 0.5 s); longer ones are refused
+MAX_CHUNK_S = 10.0  # one microphone chunk (the browser sends 0.1 s); longer ones are refused
 
 
 @dataclass
@@ -38,7 +46,8 @@ class SpeakState:
 
     session_id: str = field(default_factory=new_session_id)
     audio: BrowserAudio = field(default_factory=BrowserAudio)
-    stream: Any = None  # the per-user streaming transcriber (its buffer) on the hub's shared Whisper
+    stream: Any = None  # the per-user StreamDriver (its transcriber's buffer) on the hub's shared Whisper
+    utterances: Any = None  # commands mode: speech_session.UtteranceCutter over this recording's audio
     worker: SpeechWorker | None = None  # decodes this user's audio off the request thread
     segments: list = field(default_factory=list)  # closed sentences (with ASR confidence), in order
     earlier_text: str = ""  # committed text of recordings already finished
@@ -46,6 +55,40 @@ class SpeakState:
     partial: str = ""
     last_text: str = ""  # last committed segment (the Train tab can save it as a sample)
     last_prediction: Prediction | None = None
+    last_mode: str = "meaning"  # how last_prediction was made
+    last_audio: np.ndarray | None = None  # commands mode: the last utterance (16 kHz), for the Train tab
+    note: str = ""  # e.g. "no speech" for the last utterance
+
+
+@dataclass(frozen=True)
+class Choice:
+    """How the user asked for speech to be classified (read from the page with every chunk)."""
+
+    mode: str = "meaning"  # one of MODES
+    labels_text: str = DEFAULT_LABELS  # meaning: "label: description, ..."
+    commands: tuple[str, ...] = ()  # commands: the words to listen for
+
+
+def parse_choice(mode: str | None, labels_text: str, commands_text: str | None) -> Choice:
+    """The page's mode, classes and commands -> Choice; bad input is a user_error saying what to fix."""
+    mode = (mode or "meaning").strip().lower()
+    if mode not in MODES:
+        raise user_error(f"Choose how to classify: {' or '.join(MODES)}.")
+    if mode == "meaning":
+        parse_labels(labels_text)
+        return Choice("meaning", labels_text)
+    return Choice("commands", labels_text, parse_commands(commands_text))
+
+
+def parse_commands(text: str | None) -> tuple[str, ...]:
+    """"yes, no, stop" -> ("yes", "no", "stop"); duplicates, sentences and non-English words are
+    refused by models.commands when the classifier is built."""
+    commands = tuple(c for c in (clean_text(part, "command", MAX_LABELS_TEXT_CHARS)
+                                 for part in clean_text(text, "list of commands", MAX_LABELS_TEXT_CHARS).split(","))
+                     if c)
+    if not commands:
+        raise user_error("Type the commands to listen for, separated by commas, e.g. “yes, no, stop”.")
+    return commands
 
 
 def parse_labels(text: str) -> dict[str, str]:
@@ -88,8 +131,21 @@ def classify_segment(ctx: AppContext, segment: Any, labels_text: str) -> Predict
                                bundle.policy)
 
 
+def _start(ctx: AppContext, state: SpeakState, choice: Choice, person: str, clock: str = "live") -> None:
+    """A fresh stream for a recording (times restart at 0), with its worker when live."""
+    if choice.mode == "commands":
+        speech_session.command_classifier(ctx, choice.commands)  # bad commands: say so before decoding
+    state.stream = speech_session.open_stream(ctx, clock=clock)
+    state.utterances = speech_session.UtteranceCutter()
+    if clock == "live":
+        state.worker = SpeechWorker(state.stream, lambda update, c: _absorb(ctx, state, update, c, person),
+                                    state.session_id, choice, on_chunk=lambda chunk: state.utterances.add(
+                                        chunk.samples, chunk.start_s))
+
+
 def process_chunk(ctx: AppContext, payload: tuple[int, np.ndarray] | None, labels_text: str,
-                  state: SpeakState | None, person: str = "") -> tuple[str, str, dict | None, str, SpeakState]:
+                  state: SpeakState | None, person: str = "", mode: str = "meaning",
+                  commands_text: str = DEFAULT_COMMANDS) -> tuple[str, str, dict | None, str, SpeakState]:
     """One microphone chunk -> (committed transcript, partial, class probs, info, state).
 
     Returns at once with what has been transcribed so far; decoding runs in the session's worker.
@@ -107,14 +163,11 @@ def process_chunk(ctx: AppContext, payload: tuple[int, np.ndarray] | None, label
         raise user_error(f"Transcription stopped ({type(error).__name__}). Start recording again.", error)
     if chunk is None:
         return _outputs(state)
+    choice = parse_choice(mode, labels_text, commands_text)  # read with every chunk: the user may switch
     if state.worker is None:
-        parse_labels(labels_text)  # bad classes: say so now, not after the first sentence
-        person = clean_text(person, "name")
-        state.stream = speech_session.open_stream(ctx)
-        state.worker = SpeechWorker(state.stream, lambda update, labels: _absorb(ctx, state, update, labels, person),
-                                    state.session_id, labels_text)
+        _start(ctx, state, choice, clean_text(person, "name"))
     ctx.monitor.record_audio("speech", chunk.samples)
-    state.worker.push(chunk, labels_text)
+    state.worker.push(chunk, choice)
     return _outputs(state)
 
 
@@ -126,27 +179,33 @@ def _chunk_seconds(payload: Any) -> float:
 
 
 def process_stream_chunk(ctx: AppContext, payload: tuple[int, np.ndarray] | None, labels_text: str,
-                         state: SpeakState | None, person: str = "") -> tuple[Any, ...]:
+                         state: SpeakState | None, person: str = "", mode: str = "meaning",
+                         commands_text: str = DEFAULT_COMMANDS) -> tuple[Any, ...]:
     """The browser microphone's stream: like process_chunk, but a bad chunk (or bad classes) is
     answered in the info box and the stream keeps running, instead of ending it with an error."""
     import gradio as gr
 
     state = state if isinstance(state, SpeakState) else SpeakState()
     try:
-        return process_chunk(ctx, payload, labels_text, state, person)
+        return process_chunk(ctx, payload, labels_text, state, person, mode, commands_text)
     except gr.Error as e:
         committed, partial, probs, _, state = _outputs(state)
         return committed, partial, probs, f"**{e.message}**", state
 
 
-def finish(ctx: AppContext, labels_text: str, state: SpeakState | None, person: str = ""):
+def finish(ctx: AppContext, labels_text: str, state: SpeakState | None, person: str = "", mode: str = "meaning",
+           commands_text: str = DEFAULT_COMMANDS):
     """Recording stopped: flush the resampler, let Whisper catch up, commit what is left."""
     if not isinstance(state, SpeakState) or state.worker is None:
         return _outputs(state if isinstance(state, SpeakState) else SpeakState())
+    try:
+        choice = parse_choice(mode, labels_text, commands_text)
+    except Exception:  # changed to something unusable while recording: keep the recording's choice
+        choice = state.worker.labels_text
     tail = state.audio.flush()
     if tail is not None:
-        state.worker.push(tail, labels_text)
-    state.worker.finish(labels_text)
+        state.worker.push(tail, choice)
+    state.worker.finish(choice)
     outputs = _outputs(state)
     # the next recording starts a fresh stream (times restart at 0); keep what was said
     state.worker, state.stream = None, None
@@ -162,32 +221,32 @@ def close(state: Any) -> None:
         state.worker, state.stream = None, None
 
 
-def process_file(ctx: AppContext, path: str | None, labels_text: str, person: str = "") -> tuple[str, str, dict | None, str]:
-    """An uploaded recording through the same streaming code, as fast as possible."""
+def process_file(ctx: AppContext, path: str | None, labels_text: str, person: str = "", mode: str = "meaning",
+                 commands_text: str = DEFAULT_COMMANDS) -> tuple[str, str, dict | None, str]:
+    """An uploaded recording through the same streaming driver, as fast as possible (1 s chunks)."""
     if not path:
         raise user_error("Choose an audio file first.")
-    parse_labels(labels_text)  # fail early on bad classes, before minutes of decoding
+    choice = parse_choice(mode, labels_text, commands_text)  # fail early, before minutes of decoding
     person = clean_text(person, "name")
     samples = read_audio_file(path)
     if float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) < 1e-4:
         raise user_error("This recording is silent: nothing to transcribe. Check the microphone and record again.")
-    state = SpeakState()
-    state.stream = speech_session.open_stream(ctx)
-    from capture.items import AUDIO_SAMPLE_RATE, AudioChunk
+    from models.asr_replay import replay  # after the checks: Whisper's import is slow
 
-    step = AUDIO_SAMPLE_RATE  # feed 1 s chunks, like a live stream
-    for start in range(0, len(samples), step):
-        piece = samples[start:start + step]
-        chunk = AudioChunk(piece, AUDIO_SAMPLE_RATE, start / AUDIO_SAMPLE_RATE, source=f"file:{Path(path).name}")
-        _absorb(ctx, state, speech_session.step(state.stream, chunk), labels_text, person)
-    committed, partial, probs, info, _ = _absorb(ctx, state, speech_session.finish(state.stream), labels_text, person)
-    if not committed.strip():
+    state = SpeakState()
+    _start(ctx, state, choice, person, clock="wall")
+    state.utterances = speech_session.UtteranceCutter(ring_s=len(samples) / speech_session.SAMPLE_RATE + 1.0)
+    state.utterances.add(samples, 0.0)
+    for update in replay(state.stream, samples, chunk_s=1.0):
+        committed, partial, probs, info, _ = _absorb(ctx, state, update, choice, person)
+    if not committed.strip() and state.last_prediction is None:
         raise user_error("No speech found in this recording (only silence or noise). Speak closer to the microphone.")
     return committed, partial, probs, info
 
 
-def _absorb(ctx: AppContext, state: SpeakState, update: Any, labels_text: str, person: str):
-    """Classify newly committed segments, offer uncertain ones for review, update the state."""
+def _absorb(ctx: AppContext, state: SpeakState, update: Any, choice: Choice, person: str):
+    """Classify what this update closed (segments by meaning, an utterance as a command), offer
+    uncertain predictions for review, record them for the Monitor, update the state."""
     state.committed_text, state.partial = update.committed_text, update.partial_text
     for segment in update.segments:
         if not segment.text.strip():
@@ -196,14 +255,30 @@ def _absorb(ctx: AppContext, state: SpeakState, update: Any, labels_text: str, p
         state.last_text = segment.text.strip()
         ctx.monitor.record("speech/speech_rate_wps", speech_rate_wps(segment.text, segment.end_s - segment.start_s))
         ctx.monitor.record("speech/asr_confidence", segment.confidence.confidence)
-        prediction = classify_segment(ctx, segment, labels_text)
-        state.last_prediction = prediction
-        # drift of the text model's own output (what its validation reference holds); routing as shown
-        ctx.monitor.record_outputs("speech", [make_prediction(prediction.classes, prediction.extra["text_probs"])])
-        ctx.monitor.record_routing("speech", [prediction])
-        ctx.monitor.record_timing("speech", prediction.latency_ms)
-        ctx.review.offer("text", prediction, state.last_text, person=person or None, session=state.session_id)
+        if choice.mode == "meaning":
+            prediction = classify_segment(ctx, segment, choice.labels_text)
+            _record(ctx, state, prediction, "meaning", "text", state.last_text, person)
+    utterance = state.utterances.watch(update, state.stream.asr.buffer_s) if state.utterances is not None else None
+    if utterance is not None and choice.mode == "commands":
+        prediction = speech_session.classify_utterance(speech_session.command_classifier(ctx, choice.commands), utterance)
+        if prediction is None:
+            state.note = "no speech in the last utterance (too short or silent)"
+        else:
+            state.last_audio = utterance.audio
+            _record(ctx, state, prediction, "commands", "commands", utterance.audio, person)
     return _outputs(state)
+
+
+def _record(ctx: AppContext, state: SpeakState, prediction: Prediction, mode: str, task: str, item: Any,
+            person: str) -> None:
+    state.last_prediction, state.last_mode, state.note = prediction, mode, ""
+    # drift of the model's own output (what its validation reference holds); routing as shown
+    pipeline = "speech" if mode == "meaning" else "commands"
+    own = prediction.extra.get("text_probs", prediction.probs)
+    ctx.monitor.record_outputs(pipeline, [make_prediction(prediction.classes, own)])
+    ctx.monitor.record_routing(pipeline, [prediction])
+    ctx.monitor.record_timing(pipeline, prediction.latency_ms)
+    ctx.review.offer(task, prediction, item, person=person or None, session=state.session_id)
 
 
 def _full_text(state: SpeakState) -> str:
@@ -215,13 +290,28 @@ def _outputs(state: SpeakState):
     partial = f"*{state.partial.strip()}…*" if state.partial.strip() else ""
     p = state.last_prediction
     if p is None:
-        return committed, partial, None, "Speak: committed text appears above, the uncertain tail in italics.", state
-    pset = ", ".join(p.prediction_set) if p.prediction_set else "n/a"
-    info = (f"“{state.last_text}” → **{p.label}** p={p.confidence:.2f} · decision **{p.decision.value}** · "
-            f"ASR confidence {p.extra.get('asr_confidence', float('nan')):.2f}"
-            + (" · WARNING: probably hallucinated" if p.extra.get("asr_hallucinated") else "")
-            + f" · set {{{pset}}}")
-    return committed, partial, p.as_label_dict(), info, state
+        info = state.note or "Speak: committed text appears above, the uncertain tail in italics."
+        return committed, partial, None, info, state
+    return committed, partial, p.as_label_dict(), describe(p, state.last_mode, state.last_text, state.note), state
+
+
+def describe(p: Prediction, mode: str, text: str, note: str = "") -> str:
+    """One line for the page: transcript, class and probability, 90% set, decision, calibration."""
+    pset = ", ".join(p.prediction_set) if p.prediction_set else "n/a (uncalibrated)"
+    if mode == "commands":
+        heard = p.extra.get("transcript") or "(no words)"
+        calibration = p.extra.get("calibrated_on") if p.calibrated else f"uncalibrated ({p.extra.get('calibrated_on')})"
+        parts = [f"command: heard “{heard}” → **{p.label}** p={p.confidence:.2f}"]
+    else:
+        calibration = p.calibration_note
+        parts = [f"“{text}” → **{p.label}** p={p.confidence:.2f}",
+                 f"ASR confidence {p.extra.get('asr_confidence', float('nan')):.2f}"
+                 + (" · WARNING: probably hallucinated" if p.extra.get("asr_hallucinated") else "")]
+    coverage = f"{p.coverage:.0%} set" if p.coverage else "set"
+    parts += [f"{coverage} {{{pset}}}", f"decision **{p.decision.value}** ({p.reason})", f"probabilities: {calibration}"]
+    if note:
+        parts.append(note)
+    return " · ".join(parts)
 
 
 def explain_last(ctx: AppContext, state: SpeakState | None, k: int = 3) -> str:

@@ -1,6 +1,8 @@
 """Speak tab on the real streaming Whisper and MiniLM: transcript, classification, ASR doubt folded in."""
 from __future__ import annotations
 
+import subprocess
+
 import gradio as gr
 import numpy as np
 import pytest
@@ -73,3 +75,58 @@ def test_uploaded_recording_and_silence(ctx, spoken, tmp_path):
     text.write_text("not audio")
     with pytest.raises(gr.Error, match="could not be read"):
         tab_speak.process_file(ctx, str(text), "greeting, question")
+
+
+def _stream(ctx, wav_path, mode, text, rate_s=0.1, tail_s=1.0):
+    """Feed a WAV as the browser does (int16 chunks of rate_s), then stop -> the handler's outputs."""
+    samples, rate = soundfile.read(wav_path, dtype="int16")
+    samples = np.concatenate([np.zeros(rate // 2, np.int16), samples, np.zeros(int(rate * tail_s), np.int16)])
+    state, step = None, int(rate * rate_s)
+    labels = tab_speak.DEFAULT_LABELS
+    for start in range(0, len(samples), step):
+        *_, state = tab_speak.process_chunk(ctx, (rate, samples[start:start + step]), labels, state, "ana", mode, text)
+    return tab_speak.finish(ctx, labels, state, "ana", mode, text)
+
+
+def test_commands_mode_scores_each_utterance_on_its_audio(ctx, spoken):
+    committed, partial, probs, info, state = _stream(ctx, spoken("stop"), "commands", "yes, no, stop")
+    assert probs is not None and set(probs) == {"yes", "no", "stop", "none of these"}
+    assert max(probs, key=probs.get) == "stop" and probs["stop"] > 0.5, info
+    assert "→ **stop**" in info and "decision" in info and "set {" in info
+    assert state.last_audio is not None and 0.5 < len(state.last_audio) / 16000 < 5
+    assert ctx.hub.loads["command-scorer"] == 1 and ctx.hub.loads["asr"] == 1  # one Whisper serves both
+
+
+def test_commands_mode_bad_input_is_a_clear_message(ctx, spoken):
+    chunk = (16000, np.zeros(1600, np.int16))
+    for commands, message in [(" , ", "Type the commands"), ("yes, Yes.", "same spoken word"),
+                              (" ".join(["word"] * 60), "60 words"), ("はい, いいえ", "English")]:
+        with pytest.raises(gr.Error, match=message):
+            tab_speak.process_chunk(ctx, chunk, "", None, "", "commands", commands)
+        # the live stream answers in the info box and keeps running
+        *_, info, state = tab_speak.process_stream_chunk(ctx, chunk, "", None, "", "commands", commands)
+        assert message.lower() in info.lower()
+    with pytest.raises(gr.Error, match="meaning or commands"):
+        tab_speak.process_chunk(ctx, chunk, "", None, "", "telepathy", "yes")
+
+
+def test_silent_or_tiny_utterances_say_no_speech(ctx):
+    classifier = tab_speak.speech_session.command_classifier(ctx, ("yes", "no"))
+    for audio in (np.zeros(16000, np.float32), np.full(1600, 0.1, np.float32)):
+        utterance = tab_speak.speech_session.Utterance(0.0, len(audio) / 16000, audio)
+        assert tab_speak.speech_session.classify_utterance(classifier, utterance) is None
+    state = tab_speak.SpeakState(note="no speech in the last utterance (too short or silent)")
+    assert "no speech" in tab_speak._outputs(state)[3]
+
+
+def test_meaning_mode_says_zero_shot_is_uncalibrated(ctx, spoken):
+    committed, partial, probs, info = tab_speak.process_file(ctx, str(spoken("Thank you very much.")),
+                                                             "question, thanks", "", "meaning", "")
+    assert "uncalibrated" in info and "n/a (uncalibrated)" in info
+
+
+def test_uploaded_command_recording(ctx, spoken, tmp_path):
+    wav = tmp_path / "yes.wav"
+    subprocess.run(["sox", str(spoken("yes")), str(wav), "pad", "0.5", "1.0"], check=True)
+    committed, partial, probs, info = tab_speak.process_file(ctx, str(wav), "", "", "commands", "yes, no, stop")
+    assert max(probs, key=probs.get) == "yes", info
