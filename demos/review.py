@@ -19,11 +19,10 @@ picked up again by `sync_samples`.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import tempfile
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -31,6 +30,7 @@ from typing import Any, Callable
 import numpy as np
 
 from models.prediction import Decision, Prediction, RoutingPolicy
+from train.samples import atomic_write_bytes
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -155,24 +155,16 @@ class ReviewQueue:
 
     # --- writing -------------------------------------------------------------------------------
 
-    def offer(
-        self,
-        task: str,
-        prediction: Prediction,
-        item: np.ndarray | str | dict,
-        *,
-        person: str | None = None,
-        session: str | None = None,
-        sample_rate: int = 16000,
-    ) -> int | None:
+    def offer(self, task: str, prediction: Prediction, item: np.ndarray | str | dict, **origin: Any) -> int | None:
         """Save `item` if the prediction was routed to review; returns the item id or None.
+        `origin`: `add`'s keywords (person, session, sample_rate).
 
         Rate-limited per (session, task, track) so a face that stays uncertain for ten seconds
         of video gives a handful of items, not a hundred.
         """
         if not self.settings.needs_review(prediction):
             return None
-        key = (session, task, prediction.track_id)
+        key = (origin.get("session"), task, prediction.track_id)
         now = time.monotonic()
         with self._lock:
             last = self._last_added.get(key)
@@ -184,7 +176,7 @@ class ReviewQueue:
             self._last_added[key] = now
         if self.count(PENDING) >= self.settings.max_pending:
             return None
-        return self.add(task, prediction, item, person=person, session=session, sample_rate=sample_rate)
+        return self.add(task, prediction, item, **origin)
 
     def add(
         self,
@@ -356,7 +348,7 @@ class ReviewQueue:
             ok, png = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(rgb[..., :3]), cv2.COLOR_RGB2BGR))
             if not ok:
                 raise ValueError(f"Could not encode an image of shape {arr.shape} for review.")
-            return "image", self._write_atomic(png.tobytes(), ".png"), None
+            return "image", self._write_media(png.tobytes(), ".png"), None
         if arr.ndim == 1:
             import io
 
@@ -364,27 +356,14 @@ class ReviewQueue:
 
             buf = io.BytesIO()
             soundfile.write(buf, arr.astype(np.float32), sample_rate, format="WAV", subtype="PCM_16")
-            return "audio", self._write_atomic(buf.getvalue(), ".wav"), None
+            return "audio", self._write_media(buf.getvalue(), ".wav"), None
         raise ValueError(f"Cannot save an input of shape {arr.shape} for review (expected an image or mono audio).")
 
-    def _write_atomic(self, data: bytes, suffix: str) -> str:
-        fd, tmp = tempfile.mkstemp(dir=self.media, suffix=suffix + ".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            final = Path(tmp[: -len(".part")])
-            os.replace(tmp, final)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(self.media, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # make the rename itself durable
-        finally:
-            os.close(dir_fd)
-        return str(final.relative_to(self.folder))
+    def _write_media(self, data: bytes, suffix: str) -> str:
+        """Write an input file under media/ atomically and durably; returns its path relative to the queue folder."""
+        rel = f"media/{uuid.uuid4().hex}{suffix}"
+        atomic_write_bytes(self.folder / rel, data)
+        return rel
 
 
 class _ClosingConnection:

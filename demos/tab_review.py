@@ -1,4 +1,8 @@
-"""Review tab: teammates confirm or correct the predictions the model was unsure about."""
+"""Review tab: teammates confirm or correct the predictions the model was unsure about.
+
+Each teammate sees their own queue ("mine": the items whose input came from the name typed at the top of the
+page) and a reviewer can see everyone's ("everyone"); with no name typed, "mine" cannot filter and shows all.
+"""
 from __future__ import annotations
 
 import time
@@ -10,27 +14,44 @@ from demos.inputs import clean_text
 from demos.review import ReviewItem
 
 QUEUE_COLUMNS = ["id", "task", "predicted", "p", "age", "person", "why queued"]
+SCOPES = ("mine", "everyone")  # whose items the queue lists: the typed name's own, or all (a reviewer's view)
 
 
-def queue_rows(ctx: AppContext, task: str = "", limit: int = 50) -> list[list]:
-    """Pending items, oldest first, as rows for a gr.Dataframe."""
+def scope_person(scope: str | None, person: str | None) -> str | None:
+    """The name whose items to list: the typed name for "mine", None (everyone) for "everyone" or no name."""
+    scope = scope or SCOPES[0]
+    if scope not in SCOPES:
+        raise user_error(f"Show {' or '.join(repr(s) for s in SCOPES)} items, not {scope!r}.")
+    name = clean_text(person, "name")
+    return name if scope == "mine" and name else None
+
+
+def queue_rows(ctx: AppContext, task: str = "", limit: int = 50, scope: str = "mine", person: str = "") -> list[list]:
+    """Pending items, oldest first, as rows for a gr.Dataframe: `person`'s own ("mine") or everyone's."""
     now = time.time()
     return [
         [item.id, item.task, item.predicted, round(item.confidence, 3), _age(now - item.created_s), item.person or "",
          item.reason]
-        for item in ctx.review.pending(limit=limit, task=task or None)
+        for item in ctx.review.pending(limit=limit, task=task or None, person=scope_person(scope, person))
     ]
 
 
-def queue_summary(ctx: AppContext) -> str:
+def queue_summary(ctx: AppContext, scope: str = "mine", person: str = "") -> str:
     pending = ctx.review.count("pending")
+    name = scope_person(scope, person)
+    if name is not None:
+        waiting = f"**{ctx.review.count('pending', person=name)} of yours ({name}) waiting for review** ({pending} from everyone)."
+    elif (scope or SCOPES[0]) == "mine":
+        waiting = f"**{pending} waiting for review** (everyone's: type your name at the top to see only yours)."
+    else:
+        waiting = f"**{pending} waiting for review** (everyone's)."
     done = ctx.review.by_reviewer()
     who = ", ".join(
         f"{name}: {sum(v.values())} ({v.get('corrected', 0)} corrected)" for name, v in sorted(done.items())
     )
     s = ctx.settings.review
     return (
-        f"**{pending} waiting for review.** Band: top-class probability between the abstain floor and "
+        f"{waiting} Band: top-class probability between the abstain floor and "
         f"{s.accept_at:.2f}. Reviews so far: {who or 'none yet'}."
     )
 

@@ -58,6 +58,28 @@ def test_each_teammate_sees_their_own_queue_and_a_reviewer_sees_all(tmp_path):
     assert len(q.pending()) == 3 and q.count("pending", person="ben") == 1
 
 
+def test_review_tab_shows_mine_or_everyone(tmp_path):
+    import gradio as gr
+
+    from demos import tab_review
+    from demos.context import AppContext, AppSettings
+
+    ctx = AppContext(AppSettings(data_dir=tmp_path, preload=(), review=ReviewSettings(min_interval_s=0.0)))
+    for person in ("ana", "ben", "ana"):
+        ctx.review.add("text", pred(0.7), f"said by {person}", person=person)
+
+    def persons(scope: str, name: str) -> list[str]:
+        return [row[5] for row in tab_review.queue_rows(ctx, scope=scope, person=name)]
+
+    assert persons("mine", "ana") == ["ana", "ana"] and persons("mine", " ben ") == ["ben"]
+    assert persons("everyone", "ana") == ["ana", "ben", "ana"]  # a reviewer sees both teammates' items
+    assert persons("mine", "") == ["ana", "ben", "ana"]  # no name typed: nothing to filter on
+    assert tab_review.queue_summary(ctx, "mine", "ana").startswith("**2 of yours (ana) waiting for review** (3 ")
+    assert "type your name" in tab_review.queue_summary(ctx, "mine", "")
+    with pytest.raises(gr.Error, match="mine"):
+        tab_review.queue_rows(ctx, scope="theirs", person="ana")
+
+
 def test_rate_limit_per_track(tmp_path):
     q = ReviewQueue(tmp_path, ReviewSettings(min_interval_s=60.0))
     img = np.zeros((32, 32, 3), np.uint8)

@@ -110,7 +110,9 @@ def check_image_file(path: Path) -> None:
         raise StoreError(str(e)) from e
 
 
-def _atomic_write_bytes(dest: Path, data: bytes) -> None:
+def atomic_write_bytes(dest: Path, data: bytes) -> None:
+    """Write `dest` so that a crash leaves either the old file (or none) or the complete new one: a temporary
+    sibling is written and fsynced, renamed into place, and the folder fsynced so the rename itself lasts."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-", suffix=dest.suffix)
     try:
@@ -122,6 +124,11 @@ def _atomic_write_bytes(dest: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    dir_fd = os.open(dest.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def _strip_control(text: str, keep: str = "") -> str:
@@ -487,7 +494,7 @@ class _Batch:
             if not data:
                 raise StoreError("empty file: nothing to save")
             rel = f"files/{sid[:2]}/{sid}{suffix}"
-            _atomic_write_bytes(self.store.root / rel, data)
+            atomic_write_bytes(self.store.root / rel, data)
             self.files.append(rel)
         self.rows.append((sid, kind, label, person, session,
                           float(captured_at if captured_at is not None else time.time()), rel,
@@ -543,4 +550,4 @@ def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
     w = csv.writer(buf)
     w.writerow(header)
     w.writerows(rows)
-    _atomic_write_bytes(path, buf.getvalue().encode("utf-8"))
+    atomic_write_bytes(path, buf.getvalue().encode("utf-8"))
