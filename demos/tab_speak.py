@@ -300,7 +300,8 @@ def describe(p: Prediction, mode: str, text: str, note: str = "") -> str:
     pset = ", ".join(p.prediction_set) if p.prediction_set else "n/a (uncalibrated)"
     if mode == "commands":
         heard = p.extra.get("transcript") or "(no words)"
-        calibration = p.extra.get("calibrated_on") if p.calibrated else f"uncalibrated ({p.extra.get('calibrated_on')})"
+        calibration = (f"calibrated on {p.extra.get('calibrated_on')}" if p.calibrated
+                       else f"uncalibrated ({p.extra.get('calibrated_on')})")
         parts = [f"command: heard “{heard}” → **{p.label}** p={p.confidence:.2f}"]
     else:
         calibration = p.calibration_note

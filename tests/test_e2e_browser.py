@@ -1,11 +1,14 @@
 """The page in headless Chromium with a fake camera (a real face photo) and a fake microphone (espeak-ng).
 
 Checks that live predictions and a transcript appear, that an uncertain prediction lands in the
-review queue and is resolved by a named reviewer (becoming a training sample), and that bad input
-gives a visible error while the page keeps working. Screenshots go to test-artifacts/.
+review queue and is resolved by a named reviewer (becoming a training sample), that bad input
+gives a visible error while the page keeps working, that a spoken command is classified on the page,
+and measures how long after the end of a spoken sentence its committed text is on the page
+(test-artifacts/e2e_latency.json). Screenshots go to test-artifacts/.
 """
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -28,8 +31,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def fake_media(folder: Path, spoken) -> tuple[Path, Path]:
-    """A 640x480 y4m of the astronaut's face and a 48 kHz WAV of a spoken question (with pauses)."""
+def fake_camera(folder: Path) -> Path:
+    """A 640x480 y4m of the astronaut's face."""
     import cv2
 
     if shutil.which("ffmpeg") is None:
@@ -40,30 +43,92 @@ def fake_media(folder: Path, spoken) -> tuple[Path, Path]:
     subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-loop", "1", "-i", str(png), "-t", "1", "-r", "10", "-vf",
                     "scale=640:480:force_original_aspect_ratio=decrease,pad=640:480:(ow-iw)/2:(oh-ih)/2",
                     "-pix_fmt", "yuv420p", str(y4m)], check=True)
-    speech = spoken("Hello, can you help me with my homework?", sample_rate=48000)
+    return y4m
+
+
+def speech_end_s(wav: Path, floor_dbfs: float = -45.0) -> float:
+    """Where the speech in `wav` ends (seconds): the last 10 ms frame above floor_dbfs."""
+    import soundfile
+
+    audio, rate = soundfile.read(wav, dtype="float32")
+    frame = rate // 100
+    n = len(audio) // frame
+    rms = np.sqrt(np.mean(audio[: n * frame].reshape(n, frame) ** 2, axis=1) + 1e-12)
+    loud = np.flatnonzero(20 * np.log10(rms) > floor_dbfs)
+    return float((loud[-1] + 1) * frame / rate)
+
+
+def fake_microphone(folder: Path, spoken, phrases: tuple[str, ...], pad_s: float = 0.5,
+                    gap_s: float = 2.0) -> tuple[Path, list[float]]:
+    """A 48 kHz WAV of the phrases, pad_s of silence first and gap_s after each
+    -> (path, where each phrase's speech ends, in seconds from the file's start)."""
+    import soundfile
+
+    pieces, ends, t = [], [], 0.0
+    for i, text in enumerate(phrases):
+        clip = spoken(text, sample_rate=48000)
+        lead = pad_s if i == 0 else 0.0
+        ends.append(t + lead + speech_end_s(clip))
+        padded = folder / f"phrase{i}.wav"
+        subprocess.run(["sox", str(clip), str(padded), "pad", str(lead), str(gap_s)], check=True)
+        pieces.append(padded)
+        t += soundfile.info(padded).duration
     wav = folder / "speech.wav"
-    subprocess.run(["sox", str(speech), str(wav), "pad", "0.5", "2"], check=True)
-    return y4m, wav
+    subprocess.run(["sox", *map(str, pieces), str(wav)], check=True)
+    return wav, ends
 
 
-@pytest.fixture
-def browser(tmp_path, spoken):
+# Runs in the page before Gradio's code: the time each microphone stream opened (Chromium's fake device
+# plays its file from the start for each new stream) and when the transcript first held each word.
+TIMING_JS = """
+window.__mic_opened = [];
+const open = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+navigator.mediaDevices.getUserMedia = async (c) => {
+  const stream = await open(c);
+  if (c && c.audio) window.__mic_opened.push(performance.now());
+  return stream;
+};
+window.__recording_started = null;
+const start = MediaRecorder.prototype.start;
+MediaRecorder.prototype.start = function (...a) {
+  if (window.__recording_started === null) window.__recording_started = performance.now();
+  return start.apply(this, a);
+};
+window.__seen = {};
+setInterval(() => {
+  const box = document.querySelector('#transcript textarea');
+  if (!box) return;
+  for (const w of (window.__watch || [])) {
+    if (!(w in window.__seen) && box.value.toLowerCase().includes(w)) window.__seen[w] = performance.now();
+  }
+}, 10);
+"""
+
+
+def launch_chromium(folder: Path, y4m: Path, wav: Path):
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
         pytest.skip("Debian's chromium and chromium-driver are needed")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    y4m, wav = fake_media(tmp_path, spoken)
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,1100",
                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
                 f"--use-file-for-fake-video-capture={y4m}", f"--use-file-for-fake-audio-capture={wav}",
-                f"--user-data-dir={tmp_path / 'chrome-profile'}"):
+                f"--user-data-dir={folder / 'chrome-profile'}"):
         opts.add_argument(arg)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     driver.set_page_load_timeout(60)
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": TIMING_JS})
+    return driver
+
+
+@pytest.fixture
+def browser(tmp_path, spoken):
+    wav, _ = fake_microphone(tmp_path, spoken, ("Hello, can you help me with my homework?",))
+    driver = launch_chromium(tmp_path, fake_camera(tmp_path), wav)
     yield driver
     driver.quit()
 
@@ -144,6 +209,8 @@ def test_page_end_to_end(app, browser, artifacts_dir):
     text = wait_for(lambda: transcript() if any(w in transcript().lower() for w in ("help", "hello", "homework")) else "",
                     "a transcript")
     wait_for(lambda: "ASR confidence" in d.find_element(By.ID, "speak-info").text, "the transcript's class")
+    # zero-shot MiniLM is not calibrated, and the page says so
+    assert "uncalibrated" in d.find_element(By.ID, "speak-info").text
     d.save_screenshot(str(artifacts_dir / "e2e_speak.png"))
     click_button(mic, "Stop")
 
@@ -181,3 +248,64 @@ def test_page_end_to_end(app, browser, artifacts_dir):
     open_tab(d, "Webcam")
     wait_for(lambda: "results/s" in d.find_element(By.ID, "vision-info").text, "the page after the error")
     assert text.strip()
+
+
+def test_spoken_command_and_transcript_latency(tmp_path, spoken, artifacts_dir):
+    """A fresh page (models preloading in the background since start): the fake microphone says a sentence,
+    then a command. Commands mode must show the command's class; the time from the end of the sentence
+    to its last word in the committed transcript is measured and written to test-artifacts/e2e_latency.json."""
+    from selenium.webdriver.common.by import By
+
+    from demos.app import build_demo
+    from demos.context import AppSettings
+
+    sentence, command = "Hello, can you help me with my homework?", "stop"
+    wav, ends = fake_microphone(tmp_path, spoken, (sentence, command))
+    settings = AppSettings(data_dir=tmp_path / "app")  # the default preload: what `livelearner app` does
+    started = time.monotonic()
+    demo = build_demo(settings)
+    demo.launch(server_name="127.0.0.1", server_port=(port := free_port()), prevent_thread_lock=True, quiet=True,
+                ssr_mode=False, max_file_size=settings.max_file_size, run_history=False)
+    ctx = demo.livelearner_context
+    ctx.hub.preload(settings.preload)
+    d = launch_chromium(tmp_path, fake_camera(tmp_path), wav)
+    try:
+        d.get(f"http://127.0.0.1:{port}/")
+        wait_for(lambda: d.find_element(By.ID, "camera"), "the page")
+        open_tab(d, "Speak")
+        wait_for(lambda: d.find_element(By.ID, "mic"), "the Speak tab")
+        d.find_element(By.ID, "speak-mode").find_element(By.XPATH, ".//label[contains(., 'commands')]").click()
+        box = d.find_element(By.ID, "speak-commands").find_element(By.CSS_SELECTOR, "textarea, input")
+        box.clear()
+        box.send_keys("yes, no, stop")
+        # a user reads the status line; the Speak tab's three models were loading since the server started
+        wait_for(lambda: all(f"{m}: ready" in d.find_element(By.ID, "model-status").text
+                             for m in ("asr", "text-embedder", "command-scorer")), "the speech models", timeout_s=180)
+        ready_s = time.monotonic() - started
+        d.execute_script("window.__watch = ['homework'];")
+        mic = d.find_element(By.ID, "mic")
+        click_button(mic, "Record")
+        wait_for(lambda: "homework" in d.execute_script("return window.__seen"), "the sentence's last word")
+        wait_for(lambda: "stop p=" in d.find_element(By.ID, "speak-info").text, "the spoken command's class")
+        info = d.find_element(By.ID, "speak-info").text
+        d.save_screenshot(str(artifacts_dir / "e2e_command.png"))
+        timing = d.execute_script("return {opened: window.__mic_opened, recording: window.__recording_started, "
+                                  "seen: window.__seen['homework']}")
+        click_button(mic, "Stop")
+    finally:
+        d.quit()
+        demo.close()
+    # The fake device plays its file from the start when the recording's stream opens (the last opening
+    # before the recorder started); the sentence ended ends[0] s into the file.
+    opened_ms = max(t for t in timing["opened"] if t <= timing["recording"] + 1.0)
+    latency_s = (timing["seen"] - opened_ms) / 1000 - ends[0]
+    figures = {"latency_s": round(latency_s, 3), "sentence_end_in_file_s": round(ends[0], 3),
+               "mic_open_to_recording_ms": round(timing["recording"] - opened_ms, 1),
+               "models_ready_after_start_s": round(ready_s, 1), "audio_stream_every_s": settings.audio_stream_every_s,
+               "target_s": 1.5, "note": "2-core CPU shared with other jobs; one run"}
+    (artifacts_dir / "e2e_latency.json").write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"\nend of sentence -> committed text on the page: {latency_s:.2f} s ({figures})")
+    assert "stop" in info and "heard" in info
+    # The issue's target is 1.5 s (a speed target: the benchmark bench.asr holds it); here a generous bound
+    # only catches a broken path (a model loading on first use, chunks piling up), on a loaded shared CPU.
+    assert 0.0 < latency_s <= 6.0, figures
