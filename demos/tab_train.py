@@ -1,8 +1,11 @@
 """Train tab: capture labelled samples, train with an honest split, read the evidence, deploy.
 
 Samples come from the live tabs (the last webcam frame, the last committed transcript, the
-questionnaire) with the person and session recorded, so a grouped split can keep every person
-on one side. Training runs `train.trainer.train_model` (curves, diagnosis, calibration, the
+questionnaire, voice recordings from the microphone) with the person and session recorded, so a
+grouped split can keep every person on one side. Voice recordings of spoken commands refit the
+team's command calibration (`train.command_calibration`: temperature, rejection biases, surface
+forms learned from the transcripts, validated on persons held out), which the Speak tab's commands
+mode then uses. Training runs `train.trainer.train_model` (curves, diagnosis, calibration, the
 random-vs-grouped leakage gap); with a model already deployed for the task, both are compared on
 the new validation examples with McNemar's paired test. Deploy hot-swaps the bundle into the live tabs.
 """
@@ -29,6 +32,8 @@ MONITOR_PIPELINE = {"image": vision_session.TEAM_IMAGE, "landmarks": vision_sess
                     "tabular": "questions"}  # the Monitor's name for the live pipeline using each task's model
 BASELINE_FILE = "validation_outputs.npz"  # written next to the bundle by the Train tab
 FACE_CROP_PX = 224  # side of the face crops saved as image samples (what LearnerPipeline feeds a team model)
+MIN_VOICE_S = 0.2  # a recorded command shorter than this holds no word
+MAX_VOICE_S = 10.0  # a command is a word or a few; longer recordings are refused
 
 
 def counts_rows(ctx: AppContext, task: str) -> list[list]:
@@ -79,6 +84,88 @@ def capture_text(ctx: AppContext, speak_state: Any, typed: str, label: str, pers
         raise user_error("Type a phrase, or speak in the Speak tab first: there is no transcript to save.")
     sample = ctx.samples.add_text(text, label, person=person, session=session)
     return f"Saved “{text[:60]}” as **{label}** ({sample.id}). " + counts_markdown(ctx, "text")
+
+
+def capture_voice(ctx: AppContext, recording: Any, label: str, person: str, session: str) -> str:
+    """Save a microphone recording of one spoken command (label "none" for anything else) as an audio sample."""
+    import io
+
+    import soundfile
+
+    from capture.audio import as_float32_mono, resample
+    from capture.items import AUDIO_SAMPLE_RATE
+    from capture.source import CaptureError
+
+    label, person, session = _meta(label, person, session)
+    if recording is None:
+        raise user_error("Record yourself saying the command first (the microphone above the button).")
+    try:
+        rate, data = recording
+        audio = resample(as_float32_mono(data, int(rate)), int(rate), AUDIO_SAMPLE_RATE)
+    except (CaptureError, TypeError, ValueError) as e:
+        raise user_error(f"This recording cannot be used ({e}). Record again.", e) from e
+    duration_s = len(audio) / AUDIO_SAMPLE_RATE
+    if not MIN_VOICE_S <= duration_s <= MAX_VOICE_S:
+        raise user_error(f"The recording lasts {duration_s:.1f} s; record one command, {MIN_VOICE_S}-{MAX_VOICE_S:.0f} s long.")
+    if float(np.abs(audio).max()) < 1e-3:
+        raise user_error("The recording is silent: check that the microphone is on, then record again.")
+    wav = io.BytesIO()
+    soundfile.write(wav, audio, AUDIO_SAMPLE_RATE, format="WAV", subtype="PCM_16")
+    sample = ctx.samples.add("audio", label, data=wav.getvalue(), suffix=".wav", person=person, session=session)
+    return f"Saved a {duration_s:.1f} s recording as **{label}** ({sample.id}). " + counts_markdown(ctx, "audio")
+
+
+class _LockedScorer:
+    """The hub's command scorer, one utterance at a time under the Whisper lock (live sessions share it)."""
+
+    def __init__(self, scorer: Any):
+        self._scorer = scorer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._scorer, name)
+
+    def score(self, *args: Any, **kwargs: Any) -> Any:
+        from demos.speech_session import ASR_LOCK
+
+        with ASR_LOCK:
+            return self._scorer.score(*args, **kwargs)
+
+
+def fit_commands(ctx: AppContext, progress: Callable[..., Any] | None = None) -> str:
+    """Refit the team's command calibration on the voice recordings, validated on persons held out;
+    the Speak tab's commands mode uses it from the next utterance on."""
+    from models.commands import NONE_OF_THESE, CommandClassifier, CommandInputError
+    from train.command_calibration import fit_command_calibration, store_clips
+
+    say = progress or (lambda *a, **k: None)
+    try:
+        clips = store_clips(ctx.samples.root)
+    except ValueError as e:
+        raise user_error(f"{e}".replace(str(ctx.samples.root), "the app's sample store"), e) from e
+    labels = sorted({c.label for c in clips if c.label != NONE_OF_THESE})
+    persons = sorted({c.person for c in clips})
+    if len(labels) < 2:
+        raise user_error("Record at least two different commands (and, if you can, some other words labelled 'none').")
+    try:
+        scorer = _LockedScorer(ctx.hub.get("command-scorer"))
+        prior = CommandClassifier(labels, scorer).calibration
+    except CommandInputError as e:
+        raise user_error(f"Commands: {e}.", e) from e
+    say(0.05, desc=f"Scoring {len(clips)} recordings with Whisper (about 1-2 s each)…")
+    fitted_on = f"team recordings ({len(clips)} clips by {len(persons)} person(s), labels {', '.join(labels)})"
+    try:
+        cal, report = fit_command_calibration(clips, [labels], scorer, fitted_on=fitted_on, learn=True,
+                                              prior=prior if prior.calibrated else None)
+    except ValueError as e:
+        raise user_error(str(e), e) from e
+    cal.to_json(ctx.command_calibration_path)
+    h = report["heldout"]
+    verdict = "calibrated" if cal.calibrated else "**not calibrated** (too few recordings or persons; it is used, labelled so)"
+    forms = f" Learned spellings: {cal.extra_forms}." if cal.extra_forms else ""
+    return (f"Command calibration refitted on {report['n_clips']} recordings by {len(persons)} person(s): {verdict}. "
+            f"On persons held out ({h['folds']}-fold by person): accuracy {h['accuracy']:.2f}, ECE {h['ece']:.3f}, "
+            f"'none of these' rejected {h['reject_unknown_rate']:.2f} of other words, false rejects "
+            f"{h['false_reject_rate']:.2f}.{forms} The Speak tab's commands mode uses it now.")
 
 
 def train(ctx: AppContext, task: str, split: str, epochs: float | None = None,
@@ -251,6 +338,13 @@ def build(ctx: AppContext, webcam_state: Any, speak_state: Any, person: Any) -> 
         typed = gr.Textbox(label="Phrase (or the last transcript)", max_lines=1)
         text_btn = gr.Button("Add phrase / transcript")
     msg = gr.Markdown(elem_id="train-msg")
+    with gr.Accordion("Voice commands: record each command (label 'none' for other words), then fit", open=False):
+        with gr.Row():
+            voice = gr.Audio(sources=["microphone"], type="numpy", label="One spoken command", elem_id="train-voice")
+            with gr.Column():
+                voice_btn = gr.Button("Add voice recording (label above)", elem_id="train-add-voice")
+                fit_btn = gr.Button("Fit the team's command calibration", elem_id="train-fit-commands")
+        voice_msg = gr.Markdown(elem_id="train-voice-msg")
     counts = gr.Dataframe(headers=COUNT_COLUMNS, interactive=False, label="Samples per class and person")
     with gr.Accordion("Samples: relabel or delete", open=False):
         samples = gr.Dataframe(headers=SAMPLE_COLUMNS, interactive=False, label="Newest first",
@@ -292,6 +386,12 @@ def build(ctx: AppContext, webcam_state: Any, speak_state: Any, person: Any) -> 
         show_samples, [task], [counts, samples], **hidden)
     text_btn.click(bind(capture_text, ctx), [speak_state, typed, label, person, session], [msg], **hidden).then(
         show_samples, [task], [counts, samples], **hidden)
+    voice_btn.click(bind(capture_voice, ctx), [voice, label, person, session], [voice_msg], **hidden)
+
+    def run_fit_commands(progress=gr.Progress()):
+        return fit_commands(ctx, progress)
+
+    fit_btn.click(run_fit_commands, None, [voice_msg], concurrency_limit=1, concurrency_id="train", **hidden)
     samples.select(pick_sample, [samples], [sample_id], **hidden)
     relabel_btn.click(bind(relabel_sample, ctx), [sample_id, new_label, person], [sample_msg],
                       api_name="sample_relabel").then(show_samples, [task], [counts, samples], **hidden)
