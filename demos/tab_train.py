@@ -168,6 +168,35 @@ def fit_commands(ctx: AppContext, progress: Callable[..., Any] | None = None) ->
             f"{h['false_reject_rate']:.2f}.{forms} The Speak tab's commands mode uses it now.")
 
 
+def transcribe_voice(ctx: AppContext) -> str:
+    """Each voice recording's transcript becomes a text sample with the recording's label, person and time,
+    so a text model trained on them (task "text", meaning mode) learns how Whisper writes the team's
+    words ("to." for "two"). Recordings transcribed before are skipped."""
+    from capture.audio import load_audio
+    from capture.items import AUDIO_SAMPLE_RATE
+    from demos.speech_session import ASR_LOCK
+
+    recordings = ctx.samples.samples("audio")
+    if not recordings:
+        raise user_error("No voice recordings yet: record each command a few times first.")
+    done = {(s.person, s.captured_at) for s in ctx.samples.samples("text")}
+    transcriber = ctx.hub.get("asr")
+    added, silent = 0, 0
+    for s in recordings:
+        if (s.person, s.captured_at) in done or s.path is None:
+            continue
+        with ASR_LOCK:
+            text = transcriber.transcribe(load_audio(s.path, AUDIO_SAMPLE_RATE)).text.strip()
+        if not text:
+            silent += 1
+            continue
+        ctx.samples.add_text(text, s.label, person=s.person, session=s.session, captured_at=s.captured_at)
+        added += 1
+    return (f"Added {added} transcripts of voice recordings as text samples"
+            + (f" ({silent} had no words)" if silent else "")
+            + ". Train the 'text' task on them to classify by meaning the way Whisper hears your team.")
+
+
 def train(ctx: AppContext, task: str, split: str, epochs: float | None = None,
           progress: Callable[..., Any] | None = None) -> tuple[str, str | None, str | None, str, str]:
     """-> (summary, learning-curves png, reliability png, evidence markdown, new bundle's name).
@@ -344,6 +373,7 @@ def build(ctx: AppContext, webcam_state: Any, speak_state: Any, person: Any) -> 
             with gr.Column():
                 voice_btn = gr.Button("Add voice recording (label above)", elem_id="train-add-voice")
                 fit_btn = gr.Button("Fit the team's command calibration", elem_id="train-fit-commands")
+                transcribe_btn = gr.Button("Add the recordings' transcripts as text samples", elem_id="train-transcribe")
         voice_msg = gr.Markdown(elem_id="train-voice-msg")
     counts = gr.Dataframe(headers=COUNT_COLUMNS, interactive=False, label="Samples per class and person")
     with gr.Accordion("Samples: relabel or delete", open=False):
@@ -392,6 +422,8 @@ def build(ctx: AppContext, webcam_state: Any, speak_state: Any, person: Any) -> 
         return fit_commands(ctx, progress)
 
     fit_btn.click(run_fit_commands, None, [voice_msg], concurrency_limit=1, concurrency_id="train", **hidden)
+    transcribe_btn.click(bind(transcribe_voice, ctx), None, [voice_msg], concurrency_limit=1, concurrency_id="train",
+                         **hidden).then(show_samples, [task], [counts, samples], **hidden)
     samples.select(pick_sample, [samples], [sample_id], **hidden)
     relabel_btn.click(bind(relabel_sample, ctx), [sample_id, new_label, person], [sample_msg],
                       api_name="sample_relabel").then(show_samples, [task], [counts, samples], **hidden)

@@ -57,3 +57,10 @@ def test_team_recordings_refit_the_calibration_the_speak_tab_uses(ctx, spoken):
     audio, _ = soundfile.read(spoken("yes"), dtype="float32")
     prediction = speech_session.classify_utterance(classifier, speech_session.Utterance(0.0, 1.0, audio))
     assert prediction.label == "yes" and not prediction.calibrated and prediction.prediction_set is None
+    # meaning mode: the transcripts become text samples with the recordings' labels and persons, once
+    msg = tab_train.transcribe_voice(ctx)  # Whisper's offline rule finds no words in a few 1 s clips
+    texts = ctx.samples.samples("text")
+    assert msg.startswith(f"Added {len(texts)} ") and len(texts) >= 12, msg
+    assert {t.person for t in texts} == {"us", "gb"} and {"yes", "no"} <= {t.label for t in texts}
+    assert "yes" in " ".join(t.payload.lower() for t in texts if t.label == "yes")
+    assert "Added 0" in tab_train.transcribe_voice(ctx)
