@@ -45,7 +45,13 @@ class ShippedCalibration:
     def description(self) -> str:
         """What a Prediction says about its probabilities, e.g. "calibrated on ... (n=3252), 90% set"."""
         sets = f", {self.coverage:.0%} set" if self.coverage and self.conformal_qhat is not None else ""
-        return f"calibrated on {self.fitted_on} (n={self.n_fit}){sets}"
+        check = self.held_out
+        checked = ""
+        if "ece_after" in check and "n_check" in check:
+            checked = f"; checked on {int(check['n_check'])} other held-out: ECE {check['ece_after']:.2f}"
+            if "set_coverage" in check and sets:
+                checked += f", sets cover {check['set_coverage']:.2f}"
+        return f"calibrated on {self.fitted_on} (n={self.n_fit}){sets}{checked}"
 
     def matches(self, weights_path: str | Path | None) -> bool:
         """True when `weights_path` is the file this was fitted for (None: the store's copy, trusted)."""
@@ -83,7 +89,8 @@ def read_calibration(path: Path) -> ShippedCalibration:
             conformal_qhat=None if spec.get("conformal_qhat") is None else float(spec["conformal_qhat"]),
             coverage=None if spec.get("coverage") is None else float(spec["coverage"]),
             fitted_on=str(spec["fitted_on"]), n_fit=int(spec["n_fit"]),
-            held_out={k: float(v) for k, v in (spec.get("held_out") or {}).items() if isinstance(v, (int, float))},
+            held_out={k: float(v) for k, v in {**(spec.get("held_out") or {}), "n_check": spec.get("n_check")}.items()
+                      if isinstance(v, (int, float))},
             references={k: np.asarray(v, dtype=np.float64) for k, v in (spec.get("references") or {}).items()},
             model_sha256=spec.get("model_sha256"), path=Path(path),
         )
