@@ -90,9 +90,11 @@ def read_audio_file(path: str | Path, max_s: float = MAX_AUDIO_S) -> np.ndarray:
     duration = audio_duration_s(path) if path.is_file() else None
     if duration is None:
         raise user_error(f"{name} could not be read as audio; upload a WAV, FLAC, MP3 or OGG recording.")
+    if duration == 0:  # a well-formed header with no samples: not "unreadable"
+        raise user_error(f"{name} holds no audio samples; record again.")
     if not math.isfinite(duration) or duration > max_s:
         raise user_error(f"{name} lasts {duration:.0f} s; recordings up to {max_s:.0f} s are transcribed here. "
-                         "Cut it, or use `livelearner listen --source FILE` on your machine.")
+                         "Cut it, or use `livelearner listen --file FILE` on your machine.")
     try:
         samples = load_audio(path)
     except (CaptureError, ValueError, OSError) as e:

@@ -275,8 +275,8 @@ class SampleStore:
             db.execute("DELETE FROM samples WHERE id=?", (sample_id,))
             db.execute("INSERT INTO edits VALUES (?,?,?,?,?,?,?)",
                        (time.time(), sample_id, "remove", s.label, None, by, json.dumps(detail)))
-        if s.path is not None:
-            s.path.unlink(missing_ok=True)
+        if s.path is not None and s.path.resolve().is_relative_to(self.root.resolve()):  # a row naming a file
+            s.path.unlink(missing_ok=True)  # outside the store (a hand-edited or hostile store) leaves it alone
 
     def history(self, sample_id: str | None = None) -> list[dict[str, Any]]:
         """Relabels and removals, oldest first: {at, sample_id, action, old_label, new_label, by, detail}."""
