@@ -287,8 +287,6 @@ def _store_with_an_escaping_row(folder: Path, outside: Path) -> Path:
     return folder
 
 
-@pytest.mark.xfail(strict=True, reason="product gap (reported): SampleStore rows are not contained to the store "
-                                       "folder, so `train STORE` reads a file outside it without a word")
 def test_cli_train_on_a_store_whose_row_leaves_the_folder(media, tmp_path):
     store = _store_with_an_escaping_row(tmp_path / "store", tmp_path / "outside.png")
     child = run_child(cli("train", str(store), "--task", "image", "--split", "random", "--out", str(tmp_path / "b"),

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from models.architectures import VectorMLP
-from train.samples import SampleStore
+from train.samples import SampleStore, StoreError
 
 TEXT_EMBEDDING_DIM = 384  # MiniLM-L6-v2
 ZERO_SHOT_TEMPERATURE = 0.05  # cosine similarities are close together; divide by this before softmax
@@ -64,6 +64,13 @@ class TaskData:
     @classmethod
     def from_store(cls, store: SampleStore, task: str, exclude: Sequence[str] = ()) -> "TaskData":
         samples = store.samples(task, exclude=exclude)
+        root = store.root.resolve()
+        outside = [s for s in samples if s.path is not None and not s.path.resolve().is_relative_to(root)]
+        if outside:  # a hand-edited or hostile store: never read files beyond its folder
+            names = ", ".join(f"{s.id} ({s.path.name})" for s in outside[:3])
+            raise StoreError(f"{len(outside)} sample(s) name files outside the sample folder {store.root}: {names}. "
+                             "A store reads only its own files: remove them (Train tab, or "
+                             "SampleStore.remove(id, by=...)) and record them again")
         items = [s.path if s.path is not None else s.payload for s in samples]
         if task == "landmarks":
             dims = {len(v) for v in items}
