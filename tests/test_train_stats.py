@@ -107,9 +107,19 @@ def test_too_few_calibration_examples_claim_no_sets_and_say_so():
     logits, y = _overconfident(20, seed=4, sharpen=1.0)
     few = calibrate(logits[:8], y[:8], coverage=0.9)
     assert few.conformal_qhat is None and few.coverage is None and few.mean_set_size is None
-    assert len(few.warnings) == 1 and "8 calibration examples" in few.warnings[0] and "at least 9" in few.warnings[0]
+    sets_note = [w for w in few.warnings if "calibration examples" in w]
+    assert len(sets_note) == 1 and "8 calibration examples" in sets_note[0] and "at least 9" in sets_note[0]
     enough = calibrate(logits[:9], y[:9], coverage=0.9)
-    assert enough.conformal_qhat is not None and enough.coverage == 0.9 and not enough.warnings
+    assert enough.conformal_qhat is not None and enough.coverage == 0.9
+    assert not [w for w in enough.warnings if "calibration examples" in w]
+
+
+def test_too_few_examples_fit_no_temperature_and_say_so():
+    logits, y = _overconfident(40, seed=6, sharpen=3.0)
+    few = calibrate(logits[:19], y[:19], coverage=0.9)
+    assert few.temperature == 1.0 and any("temperature not fitted: 19 validation examples" in w for w in few.warnings)
+    enough = calibrate(logits, y, coverage=0.9)
+    assert enough.temperature > 1.2 and not any("temperature" in w for w in enough.warnings)  # overconfident: T > 1
     # without a threshold the only set that keeps the promise holds every class (held-out figures still computed)
     probs = softmax(logits[:8])
     assert empirical_coverage(probs, y[:8], None) == (1.0, float(probs.shape[1]))

@@ -149,15 +149,23 @@ def empirical_coverage(probs: np.ndarray, labels: Sequence[int], qhat: float | N
     return float(sets[np.arange(len(y)), y].mean()), float(sets.sum(axis=1).mean())
 
 
+MIN_TEMPERATURE_EXAMPLES = 20  # fewer validation examples than this: no temperature (2 gave ECE 0.01 -> 0.48)
+
+
 def calibrate(logits: np.ndarray, labels: Sequence[int], coverage: float | None = 0.9,
               weights: np.ndarray | None = None) -> CalibrationReport:
     """Fit temperature and the conformal threshold on validation logits (N, C) and labels (N,), each
     example once. `weights` (N,) reweigh the temperature fit and the ECE figures, not the conformal threshold."""
     z, y = np.asarray(logits, dtype=np.float64), np.asarray(labels, dtype=int)
-    t = fit_temperature(z, y, weights)
+    notes: list[str] = []
+    if len(y) >= MIN_TEMPERATURE_EXAMPLES:
+        t = fit_temperature(z, y, weights)
+    else:  # a temperature fitted on a handful of examples makes the probabilities worse, not honest
+        t = 1.0
+        notes.append(f"temperature not fitted: {len(y)} validation examples are too few (at least "
+                     f"{MIN_TEMPERATURE_EXAMPLES} are needed); probabilities are the model's own softmax")
     before, after = softmax(z, 1.0), softmax(z, t)
     qhat = size = None
-    notes: list[str] = []
     if coverage is not None:
         qhat = conformal_qhat(after, y, coverage)
         if qhat is None:
