@@ -19,6 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from models.mediapipe_lifetime import close_with
+
 STORE_NAME = "mediapipe-face-detector"
 HAAR_FILE = "haarcascade_frontalface_default.xml"
 HAAR_TO_BLAZE_SHIFT = 0.17  # a Haar box's top is this fraction of its height above BlazeFace's
@@ -91,6 +93,7 @@ class FaceDetector:
         if settings.backend in ("auto", "mediapipe"):
             try:
                 self._mp_detector = _open_mediapipe(settings)
+                self._close_mp = close_with(self, self._mp_detector)
                 self.backend = "mediapipe"
             except Exception as e:  # noqa: BLE001 - any failure here means: use the fallback
                 if settings.backend == "mediapipe":
@@ -142,7 +145,7 @@ class FaceDetector:
 
     def close(self) -> None:
         if self._mp_detector is not None:
-            self._mp_detector.close()
+            self._close_mp()
             self._mp_detector = None
 
 

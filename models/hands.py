@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from models.mediapipe_lifetime import close_with
+
 STORE_NAME = "mediapipe-hand-landmarker"
 N_LANDMARKS = 21
 N_FEATURES = 3 * N_LANDMARKS  # 63
@@ -116,6 +118,7 @@ class HandLandmarks:
             min_tracking_confidence=settings.min_tracking_confidence)
         try:
             self._landmarker = vision.HandLandmarker.create_from_options(options)
+            self._close_landmarker = close_with(self, self._landmarker)
         except Exception as e:  # noqa: BLE001 - mediapipe raises RuntimeError/ValueError variously
             raise ValueError(f"{path} is not a usable hand landmarker .task ({e}); "
                              f"run `livelearner models fetch {STORE_NAME}`") from e
@@ -140,4 +143,4 @@ class HandLandmarks:
         return hands
 
     def close(self) -> None:
-        self._landmarker.close()
+        self._close_landmarker()
