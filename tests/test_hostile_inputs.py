@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,26 +42,40 @@ VICTIM_TEXT = "a teammate's notes: must survive"
 class Child:
     rc: int
     output: str  # stdout and stderr together
-    peak_kib: int  # ru_maxrss of the child (and any children it waited for)
+    peak_kib: int  # the child's peak resident memory (VmHWM of its own program, read while it runs)
+
+
+def _vm_hwm_kib(pid: int) -> int:
+    """Peak resident memory of `pid` since it exec'ed its program (0 once it has exited). Not ru_maxrss: on Linux
+    a child's ru_maxrss starts at the parent's resident size at fork, so a big pytest process would be charged."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def run_child(argv: list[str], cwd: Path, timeout_s: float = CLI_TIMEOUT_S) -> Child:
-    """Run argv, wait for it with os.wait4 (so its own peak RSS is known), kill it past timeout_s."""
+    """Run argv, sampling its peak memory every 20 ms until it exits; kill it past timeout_s."""
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1",
            "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     log = cwd / f".child-{os.getpid()}-{threading.get_ident()}.log"
+    peak = 0
     with open(log, "wb") as out:
         proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        timer = threading.Timer(timeout_s, lambda: os.kill(proc.pid, signal.SIGKILL))
-        timer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            timer.cancel()
-    proc.returncode = os.waitstatus_to_exitcode(status)  # Popen must not wait for it again
+        deadline = time.monotonic() + timeout_s
+        while proc.poll() is None:
+            peak = max(peak, _vm_hwm_kib(proc.pid))  # high-water mark: a late reading still holds the earlier peak
+            if time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                break
+            time.sleep(0.02)
     text = log.read_text(errors="replace")
     log.unlink()
-    return Child(proc.returncode, text, usage.ru_maxrss)
+    return Child(proc.returncode, text, peak)
 
 
 def cli(*args: str) -> list[str]:
