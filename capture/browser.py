@@ -1,16 +1,20 @@
-"""Browser input: what Gradio streaming events deliver, as the same items local sources yield.
+"""Browser input: frames and audio a page sends, as the same items local sources yield.
 
-    gr.Image(sources=["webcam"], streaming=True, type="numpy")  -> (H, W, 3) uint8 RGB per event
-    gr.Audio(sources=["microphone"], streaming=True, type="numpy") -> (sample_rate, (N,) or (N, C) int16)
+    live page (capture/wire.py): numbered JPEG frames, numbered int16 PCM chunks (the page's AudioWorklet)
+    gradio_client / API calls: an image (numpy RGB) per call; (sample_rate, int16 array) per chunk
 
-One `BrowserVideo` / `BrowserAudio` per browser session (keep it in gr.State): it numbers frames,
-timestamps them on arrival, and turns audio into contiguous 16 kHz mono chunks with stream positions,
-resampling across chunk edges without clicks. Handlers stay plain functions, testable without a browser.
+One `BrowserVideo` / `BrowserAudio` per browser session: it numbers frames, timestamps them on
+arrival, and turns audio into contiguous 16 kHz mono chunks with stream positions, resampling across
+chunk edges without clicks. Numbered audio (`push_numbered`) is checked against its sequence number:
+a chunk that never arrived is a gap, counted and cut (the run before it is flushed and the next run
+starts a new stream at 0), never stitched silently; a late or repeated chunk is refused. Handlers stay
+plain functions, testable without a browser.
 """
 from __future__ import annotations
 
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -69,8 +73,21 @@ class BrowserVideo:
         return (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else 0.0
 
 
+@dataclass(frozen=True)
+class AudioArrival:
+    """What one numbered chunk added: the run's tail before a gap (if any), the gap, and new audio."""
+
+    before_gap: AudioChunk | None  # the resampler's last samples of the run a gap ended
+    lost_chunks: int  # chunks that never arrived just before this one (0: contiguous)
+    chunk: AudioChunk | None  # this chunk's 16 kHz audio (None: nothing final yet)
+
+    @property
+    def gap(self) -> bool:
+        return self.lost_chunks > 0
+
+
 class BrowserAudio:
-    """Chunks from a Gradio microphone stream -> contiguous 16 kHz mono AudioChunks.
+    """Chunks from a page's microphone -> contiguous 16 kHz mono AudioChunks.
 
     The browser's rate (usually 48 kHz) is converted with a streaming polyphase resampler, so the
     concatenated output equals resampling the whole recording at once. `start_s` counts 16 kHz
@@ -78,13 +95,44 @@ class BrowserAudio:
     """
 
     def __init__(self) -> None:
+        # counted over the whole session (every recording): what the Monitor and the page show
+        self.lost_chunks = 0  # chunks that never arrived
+        self.gaps = 0  # places where chunks went missing
+        self.refused = 0  # late or repeated chunks (sequence number already passed)
+        self.received_chunks = 0
+        self.received_s = 0.0  # browser audio received, seconds at its own rate
         self.reset()
 
     def reset(self) -> None:
+        """A new recording: positions restart at 0 and sequence numbers at 0."""
         self._resampler: StreamResampler | None = None
         self.sample_rate: int | None = None  # the browser's rate, once known
         self._out_samples = 0
         self.chunks = 0
+        self.next_seq = 0  # the sequence number expected next (push_numbered)
+
+    def push_numbered(self, seq: int, sample_rate: int, samples: np.ndarray) -> AudioArrival:
+        """Chunk number `seq` of this recording -> AudioArrival. CaptureError for a late or repeated chunk
+        (nothing is changed: the stream goes on with the next one)."""
+        if seq < self.next_seq:
+            self.refused += 1
+            raise CaptureError(f"Audio chunk {seq} arrived after chunk {self.next_seq - 1} (late or repeated): ignored.")
+        lost, before_gap = seq - self.next_seq, None
+        if lost:  # the run before the gap ends here; the next run is a new stream from 0
+            self.lost_chunks += lost
+            self.gaps += 1
+            before_gap = self._flush_run()
+        self.next_seq = seq + 1
+        self.received_chunks += 1
+        self.received_s += len(samples) / float(sample_rate)
+        return AudioArrival(before_gap, lost, self.push((sample_rate, samples)))
+
+    def _flush_run(self) -> AudioChunk | None:
+        out = self._resampler.flush() if self._resampler is not None else np.zeros(0, np.float32)
+        chunk = (AudioChunk(out, AUDIO_SAMPLE_RATE, self._out_samples / AUDIO_SAMPLE_RATE, time.monotonic(), "browser")
+                 if len(out) else None)
+        self._resampler, self.sample_rate, self._out_samples = None, None, 0
+        return chunk
 
     def push(self, payload: tuple[int, np.ndarray] | None) -> AudioChunk | None:
         """One streaming event's (sample_rate, data) -> AudioChunk; None if it added no output yet."""
@@ -114,9 +162,6 @@ class BrowserAudio:
 
     def flush(self) -> AudioChunk | None:
         """The resampler's last few samples at the end of a recording (then reset)."""
-        if self._resampler is None:
-            return None
-        out = self._resampler.flush()
-        start_s = self._out_samples / AUDIO_SAMPLE_RATE
+        chunk = self._flush_run()
         self.reset()
-        return AudioChunk(out, AUDIO_SAMPLE_RATE, start_s, time.monotonic(), "browser") if len(out) else None
+        return chunk

@@ -4,9 +4,13 @@
 background after launch, with their state in the status line). Handlers are plain functions in
 demos/tab_*.py, tested without a browser; this file only wires components to them.
 
-Concurrency: the models are shared and thread-safe for inference, so streaming events run up to
-`max_streams` users at once (each stream holds one worker for its whole duration), other events
-up to `max_concurrency`; the queue is bounded (`queue_max_size`) and uploads are capped by
+The live camera and microphone do not go through Gradio's events: their components (demos/live_components.py)
+talk to a WebSocket route on the same server (demos/live_transport.py), which `LivePage.launch` adds to
+Gradio's FastAPI app; when the page loads it gets a token naming its session states, so what the live
+connection does is what the Train, Review and Explain buttons see.
+
+Concurrency: the models are shared and thread-safe for inference; button events run up to
+`max_concurrency` at once; the queue is bounded (`queue_max_size`) and uploads are capped by
 `max_file_size` at launch. Per-user state (face tracks, the transcriber's buffer) lives in gr.State.
 """
 from __future__ import annotations
@@ -15,8 +19,9 @@ import functools
 
 import gradio as gr
 
-from demos import tab_monitor, tab_questions, tab_review, tab_speak, tab_train, tab_webcam
+from demos import live_transport, tab_monitor, tab_questions, tab_review, tab_speak, tab_train, tab_webcam
 from demos.context import AppContext, AppSettings
+from demos.live_components import live_camera, live_microphone
 
 TITLE = "livelearner"
 INTRO = (
@@ -26,26 +31,35 @@ INTRO = (
 )
 
 
+class LivePage(gr.Blocks):
+    """gr.Blocks whose server also carries the live connection's WebSocket route (same origin, same port,
+    behind the same --auth and --share as the page)."""
+
+    live_routes: list = []
+
+    def launch(self, *args, **kwargs):
+        app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})
+        app_kwargs["routes"] = [*app_kwargs.get("routes", []), *self.live_routes]
+        return super().launch(*args, app_kwargs=app_kwargs, **kwargs)
+
+
 def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = None) -> gr.Blocks:
     settings = settings or (ctx.settings if ctx is not None else AppSettings())
     ctx = ctx or AppContext(settings)
     bind = functools.partial
     hidden = dict(api_visibility="undocumented")  # page plumbing, not part of the documented API
-    stream_args = dict(
-        time_limit=settings.stream_time_limit_s,
-        concurrency_limit=settings.max_streams,
-        concurrency_id="streams",
-        show_progress="hidden",
-    )
 
-    # delete_cache: every annotated frame is a file in Gradio's cache; old ones are removed so a
+    def closing(close):  # a page's session ended: its live token goes, then its own state
+        return lambda state: (live_transport.close_page(ctx, state), close(state))
+
+    # delete_cache: every annotated photo is a file in Gradio's cache; old ones are removed so a
     # long session does not fill the disk
-    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=settings.cache_delete) as demo:
+    with LivePage(title=TITLE, analytics_enabled=False, delete_cache=settings.cache_delete) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         status = gr.Markdown(ctx.hub.status_markdown(), elem_id="model-status")
         gr.Timer(2.0).tick(ctx.hub.status_markdown, None, status, queue=False, show_progress="hidden", **hidden)
-        webcam_state = gr.State(None, time_to_live=3600, delete_callback=tab_webcam.close_state)
-        speak_state = gr.State(None, time_to_live=3600, delete_callback=tab_speak.close)
+        webcam_state = gr.State(None, time_to_live=3600, delete_callback=closing(tab_webcam.close_state))
+        speak_state = gr.State(None, time_to_live=3600, delete_callback=closing(tab_speak.close))
         person = gr.Textbox(label="Your name (person in front of the camera / reviewer)", value="", max_lines=1,
                             elem_id="person")
 
@@ -53,8 +67,7 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
         with gr.Tab("Webcam", id="webcam") as webcam_tab:
             with gr.Row():
                 with gr.Column():
-                    camera = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Camera",
-                                      elem_id="camera")
+                    camera = live_camera()
                     task = gr.Dropdown(tab_webcam.task_choices(ctx), value=tab_webcam.task_choices(ctx)[0],
                                        label="Task", elem_id="vision-task")
                     photo = gr.File(label="…or upload a photo", file_types=["image"], elem_id="photo")
@@ -65,21 +78,16 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
                         local_start = gr.Button("Start local camera")
                         local_stop = gr.Button("Stop")
                 with gr.Column():
-                    annotated = gr.Image(label="Predictions", format="jpeg", elem_id="annotated")
+                    annotated = gr.Image(label="Photo / this machine's camera", format="jpeg", elem_id="annotated")
                     probs = gr.Label(num_top_classes=4, label="Class probabilities (calibrated when the model is)", elem_id="vision-probs")
                     vision_info = gr.Markdown(elem_id="vision-info")
                     explain_btn = gr.Button("Explain the last frame", elem_id="explain")
                     heatmap = gr.Image(label="Grad-CAM", format="jpeg", visible=True, elem_id="heatmap")
                     explain_info = gr.Markdown()
-            # Stale frames: while the handler is busy, Gradio keeps only the newest frame the browser sent
-            # (the /stream route overwrites the waiting one), so latency cannot grow. Not trigger_mode=
-            # "always_last": with it, gradio 6.31's webcam stream delivers only its first frame.
-            camera.stream(
-                bind(tab_webcam.process_stream_frame, ctx), [camera, task, webcam_state, person],
-                [annotated, probs, vision_info, webcam_state],
-                stream_every=settings.stream_every_s, api_name="webcam_stream",
-                **stream_args,
-            )
+            # the live camera reads its task and the person's name from the session state
+            for control in (task, person):
+                control.change(bind(tab_webcam.set_live_choice, ctx), [webcam_state, task, person], [webcam_state],
+                               queue=False, show_progress="hidden", **hidden)
             local_event = local_start.click(bind(tab_webcam.local_camera, ctx), [local_spec, task, person],
                                             [annotated, probs, vision_info], concurrency_limit=1,
                                             concurrency_id="local-camera", show_progress="hidden", **hidden)
@@ -102,8 +110,7 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
         with gr.Tab("Speak", id="speak"):
             with gr.Row():
                 with gr.Column():
-                    mic = gr.Audio(sources=["microphone"], streaming=True, type="numpy", label="Microphone",
-                                   elem_id="mic")
+                    mic = live_microphone()
                     mode = gr.Radio(list(tab_speak.MODES), value="meaning", label="Classify by: meaning (the "
                                     "transcript's text) or commands (the typed words, scored on the audio)",
                                     elem_id="speak-mode")
@@ -122,13 +129,11 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
                     speak_info = gr.Markdown(elem_id="speak-info")
                     why_btn = gr.Button("Why? Nearest training phrases", elem_id="speak-why")
                     why = gr.Markdown(elem_id="speak-why-text")
-            mic.stream(
-                bind(tab_speak.process_stream_chunk, ctx), [mic, labels, speak_state, person, mode, commands],
-                [committed, partial, text_probs, speak_info, speak_state],
-                stream_every=settings.audio_stream_every_s, api_name="speak_stream", **stream_args,
-            )
-            mic.stop_recording(bind(tab_speak.finish, ctx), [labels, speak_state, person, mode, commands],
-                               [committed, partial, text_probs, speak_info, speak_state], **hidden)
+            # the live microphone reads the mode, classes, commands and name from the session state
+            speak_choice = [speak_state, mode, labels, commands, person]
+            for control in (mode, labels, commands, person):
+                control.change(tab_speak.set_live_choice, speak_choice, [speak_state], queue=False,
+                               show_progress="hidden", **hidden)
             why_btn.click(bind(tab_speak.explain_last, ctx), [speak_state], [why], **hidden)
             upload_btn.click(bind(tab_speak.process_file, ctx), [upload, labels, person, mode, commands],
                              [committed, partial, text_probs, speak_info], api_name="transcribe")
@@ -216,16 +221,23 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
             rate_plot = gr.Plot(label="Review rate")
             timing_table = gr.Dataframe(headers=tab_monitor.TIMING_COLUMNS, interactive=False,
                                         label="Compute vs wall time per pipeline")
+            transport_table = gr.Dataframe(headers=tab_monitor.TRANSPORT_COLUMNS, interactive=False,
+                                           label="Live camera and microphone connections", elem_id="transport")
             with gr.Row():
                 monitor_btn = gr.Button("Refresh")
                 auto = gr.Checkbox(label="Refresh every 5 s", value=False)
             timer = gr.Timer(5.0, active=False)
-            outputs = [alarm, drift_table, drift_plot, rate_plot, timing_table]
+            outputs = [alarm, drift_table, drift_plot, rate_plot, timing_table, transport_table]
             monitor_btn.click(bind(tab_monitor.refresh, ctx), None, outputs, api_name="monitor")
             monitor_tab.select(bind(tab_monitor.refresh, ctx), None, outputs, **hidden)
             timer.tick(bind(tab_monitor.refresh, ctx), None, outputs, show_progress="hidden", **hidden)
             auto.change(lambda on: gr.Timer(active=on), [auto], [timer], **hidden)
 
+        # a page gets its live token (and its session states) when it loads
+        demo.load(bind(live_transport.open_page, ctx), [webcam_state, speak_state, task, person, mode, labels, commands],
+                  [webcam_state, speak_state, camera, mic], queue=False, show_progress="hidden", **hidden)
+
+    demo.live_routes = live_transport.routes(ctx)
     demo.queue(default_concurrency_limit=settings.max_concurrency, max_size=settings.queue_max_size)
     demo.livelearner_context = ctx  # for the CLI (preload) and tests
     return demo

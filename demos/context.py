@@ -15,11 +15,13 @@ import threading
 import time
 import uuid
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from demos.deployed import LIVE_VISION_NAME, DeployedModels
+from demos.live_sessions import LivePages
 from demos.monitor import Monitor, MonitorSettings
 from demos.review import ReviewQueue, ReviewSettings
 
@@ -169,6 +171,7 @@ def hub_loaders(settings: AppSettings, deployed: DeployedModels) -> dict[str, Ca
 
             shared = load_shared(task)
             use_app_policy(shared.classifier, settings)
+            batch_across_sessions(shared)
             return VisionModel(task, shared)
 
         return load
@@ -183,6 +186,7 @@ def hub_loaders(settings: AppSettings, deployed: DeployedModels) -> dict[str, Ca
             spec = str(bundle.root) if task == "image" else f"sign:{bundle.root}"
             shared = load_shared(spec, bundle=bundle)
             use_app_policy(shared.classifier, settings)
+            batch_across_sessions(shared)
             return VisionModel(spec, shared)
 
         return load
@@ -210,6 +214,13 @@ def use_app_policy(model: Any, settings: AppSettings) -> None:
         model.policy = settings.review.policy
 
 
+def batch_across_sessions(shared: Any) -> None:
+    """Frames of several users waiting at once go through the shared classifier as one batch."""
+    from models.batching import BatchingClassifier
+
+    shared.classifier = BatchingClassifier(shared.classifier)
+
+
 class AppContext:
     """Everything shared by every user of one running app."""
 
@@ -233,6 +244,9 @@ class AppContext:
         if "command-scorer" not in self.hub:  # spoken commands, scored on the hub's one Whisper model
             self.hub.add("command-scorer", self._load_command_scorer)
         self.command_calibration_path = data_dir / "commands" / "calibration.json"  # the team's (Train tab)
+        self.live_pages = LivePages()  # which live connection belongs to which open page
+        # live frames and audio chunks are handled here: the server's event loop never waits on a model
+        self.live_workers = ThreadPoolExecutor(max_workers=settings.max_streams + 2, thread_name_prefix="livelearner-live")
         for task in self.deployed.restore():
             self._went_live(task)
         # recover resolutions that did not reach the sample store (crash between the two writes)

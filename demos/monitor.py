@@ -200,6 +200,7 @@ class Monitor:
         self._routing: dict[str, deque[tuple[float, bool]]] = defaultdict(lambda: deque(maxlen=5000))
         self._timing: dict[str, deque[tuple[float, float]]] = defaultdict(lambda: deque(maxlen=settings.window))
         self._last_result_s: dict[str, float] = {}
+        self._counts: dict[str, int] = defaultdict(int)  # event counters since start (e.g. live/audio_chunks_lost)
         self._load_references()
 
     # --- recording ----------------------------------------------------------------------------
@@ -248,6 +249,16 @@ class Monitor:
         with self._lock:
             for p in predictions:
                 self._routing[pipeline].append((now, p.decision is Decision.REVIEW))
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Add n to an event counter (the live connection's chunks received, lost, frames skipped, errors)."""
+        with self._lock:
+            self._counts[name] += int(n)
+
+    def counts(self, prefix: str = "") -> dict[str, int]:
+        """Counters since the app started, those whose name starts with prefix."""
+        with self._lock:
+            return {k: v for k, v in sorted(self._counts.items()) if k.startswith(prefix)}
 
     def record_timing(self, pipeline: str, compute_ms: float) -> None:
         """Model time of one result; wall time is measured between consecutive results."""

@@ -16,7 +16,7 @@ import numpy as np
 
 from demos.context import AppContext, ModelHub, user_error
 
-MAX_PENDING_CHUNKS = 1200  # audio chunks waiting for Whisper (2 min at 0.1 s); beyond, the oldest are dropped
+MAX_BACKLOG_S = 120.0  # audio waiting for Whisper; beyond it new chunks are refused (and become a counted gap)
 FINISH_TIMEOUT_S = 60.0  # how long stopping a recording waits for Whisper to catch up
 ZERO_SHOT_CACHE_SIZE = 32  # label sets kept embedded per hub (users retype their classes)
 COMMAND_SET_CACHE_SIZE = 32  # command label sets kept tokenised per hub
@@ -111,40 +111,63 @@ class UtteranceCutter:
         return Utterance(start_s, end_s, self._audio[i:j].copy())
 
 
-class SpeechWorker:
-    """Runs one user's StreamDriver in a thread, so the stream handler returns at once.
+CUT = "cut"  # SpeechWorker inbox marker: chunks went missing here; end this stream, start the next one
 
-    Why: while a Gradio stream handler is busy, newer chunks from the browser replace the waiting
-    one (right for video, where only the newest frame matters; wrong for audio, where every chunk
-    holds words). The handler only queues the chunk; this thread inserts whatever has arrived,
-    decodes once, and hands each StreamUpdate to `on_update(update, labels_text)`.
+
+class BacklogFull(RuntimeError):
+    """Whisper is more than MAX_BACKLOG_S behind: the chunk was not queued (the caller counts a gap)."""
+
+
+class SpeechWorker:
+    """Runs one user's StreamDriver in a thread, so the connection that delivers audio never waits on Whisper.
+
+    Every chunk pushed is decoded, in order: nothing is dropped. When decoding falls behind, the thread
+    takes everything that queued meanwhile and decodes once over it (catching up: fewer, longer decodes);
+    `backlog_s` says how far behind it is, for the page. The queue is bounded in audio seconds
+    (`max_backlog_s`): past it, `push` raises BacklogFull and the chunk is not taken, so memory stays
+    bounded and the loss is visible (a gap), never silent.
+
+    `cut()` marks a gap (chunks that never arrived): the current stream is finished there, so words are
+    never stitched across missing audio, and `restart()` gives the driver for the audio after it.
     """
 
-    def __init__(self, driver: Any, on_update: Callable[[Any, str], Any], name: str, labels_text: str = "",
-                 on_chunk: Callable[[Any], None] | None = None):
+    def __init__(self, driver: Any, on_update: Callable[[Any, str], Any], name: str, labels_text: Any = "",
+                 on_chunk: Callable[[Any], None] | None = None, restart: Callable[[], Any] | None = None,
+                 max_backlog_s: float = MAX_BACKLOG_S):
         """on_chunk(chunk): called in the worker with each AudioChunk as it is inserted (commands mode
-        keeps the audio to cut utterances from)."""
+        keeps the audio to cut utterances from). restart(): a fresh driver after a cut."""
         self.driver = driver
         self.on_update = on_update
         self.on_chunk = on_chunk
+        self.restart = restart
+        self.max_backlog_s = max_backlog_s
         self.inbox: queue.Queue = queue.Queue()
-        self.dropped = 0  # chunks dropped because Whisper fell more than MAX_PENDING_CHUNKS behind
         self.error: BaseException | None = None
         self.labels_text = labels_text
+        self.cuts = 0
+        self._queued_s = 0.0  # audio in the inbox
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"speech-{name}", daemon=True)
         self._thread.start()
 
-    def push(self, chunk: Any, labels_text: str) -> None:
+    @property
+    def backlog_s(self) -> float:
+        """Audio received but not yet given to Whisper (seconds)."""
+        return self._queued_s
+
+    def push(self, chunk: Any, labels_text: Any) -> None:
+        seconds = len(chunk.samples) / chunk.sample_rate
+        with self._lock:
+            if self._queued_s + seconds > self.max_backlog_s:
+                raise BacklogFull(f"speech recognition is {self._queued_s:.0f} s behind")
+            self._queued_s += seconds
         self.labels_text = labels_text
-        if self.inbox.qsize() >= MAX_PENDING_CHUNKS:
-            try:
-                self.inbox.get_nowait()
-                self.dropped += 1
-            except queue.Empty:
-                pass
         self.inbox.put(chunk)
 
-    def finish(self, labels_text: str, timeout_s: float = FINISH_TIMEOUT_S) -> None:
+    def cut(self) -> None:
+        self.inbox.put(CUT)
+
+    def finish(self, labels_text: Any, timeout_s: float = FINISH_TIMEOUT_S) -> None:
         self.labels_text = labels_text
         self.inbox.put(None)  # sentinel: flush and stop
         self._thread.join(timeout_s)
@@ -160,20 +183,28 @@ class SpeechWorker:
     def _run(self) -> None:
         while True:
             items = [self.inbox.get()]
-            while not self.inbox.empty():  # decode everything that arrived meanwhile in one go
-                items.append(self.inbox.get_nowait())
-            done = items[-1] is None
+            while not self.inbox.empty() and items[-1] is not None and items[-1] is not CUT:
+                items.append(self.inbox.get_nowait())  # decode everything that arrived meanwhile in one go
+            last = items[-1]
             try:
                 for chunk in items:
-                    if chunk is not None:
-                        self.driver.insert(chunk)
-                        if self.on_chunk is not None:
-                            self.on_chunk(chunk)
-                self.on_update(self.driver.finish() if done else self.driver.process(), self.labels_text)
+                    if chunk is None or chunk is CUT:
+                        continue
+                    with self._lock:
+                        self._queued_s = max(0.0, self._queued_s - len(chunk.samples) / chunk.sample_rate)
+                    self.driver.insert(chunk)
+                    if self.on_chunk is not None:
+                        self.on_chunk(chunk)
+                if last is None or last is CUT:
+                    self.on_update(self.driver.finish(), self.labels_text)
+                    if last is None:
+                        return
+                    self.cuts += 1
+                    self.driver = self.restart() if self.restart is not None else self.driver
+                else:
+                    self.on_update(self.driver.process(), self.labels_text)
             except Exception as e:  # shown to the user on their next chunk
                 self.error = e
-                return
-            if done:
                 return
 
 

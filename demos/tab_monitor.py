@@ -8,6 +8,18 @@ from demos.monitor import drift_figure, review_rate_figure
 
 DRIFT_COLUMNS = ["statistic", "reference", "n ref", "n recent", "ref mean", "recent mean", "PSI", "KS p", "alarm"]
 TIMING_COLUMNS = ["pipeline", "compute median ms", "wall median ms", "busy", "results"]
+TRANSPORT_COLUMNS = ["live connection", "count since start", "what it means"]
+TRANSPORT_MEANING = {
+    "audio_chunks_received": "microphone chunks that arrived, in order",
+    "audio_chunks_lost": "chunks that never arrived (a gap: the transcript is cut there, not stitched)",
+    "audio_gaps": "places where chunks went missing",
+    "audio_chunks_refused": "late, repeated or unusable chunks, or refused because recognition was too far behind",
+    "frames_received": "camera frames that arrived",
+    "frames_skipped": "frames replaced by a newer one while the model was busy (video keeps only the newest)",
+    "frames_refused": "unusable frames (not an image, too large)",
+    "messages_refused": "malformed or unknown messages",
+    "connections_refused": "connections without the page's login or token",
+}
 
 
 def drift_rows(ctx: AppContext) -> list[list]:
@@ -28,6 +40,12 @@ def timing_rows(ctx: AppContext) -> list[list]:
     return rows
 
 
+def transport_rows(ctx: AppContext) -> list[list]:
+    """The live connections' counters: what arrived, what went missing, what was refused."""
+    counts = ctx.monitor.counts("live/")
+    return [[name, counts.get(f"live/{name}", 0), meaning] for name, meaning in TRANSPORT_MEANING.items()]
+
+
 def alarm_markdown(ctx: AppContext) -> str:
     alarms = [r for r in ctx.monitor.drift_table() if r.alarm]
     if not alarms:
@@ -45,7 +63,8 @@ def alarm_markdown(ctx: AppContext) -> str:
 
 def refresh(ctx: AppContext):
     """Everything the tab shows, in the order of its outputs."""
-    return alarm_markdown(ctx), drift_rows(ctx), drift_figure(ctx.monitor), review_rate_figure(ctx.monitor), timing_rows(ctx)
+    return (alarm_markdown(ctx), drift_rows(ctx), drift_figure(ctx.monitor), review_rate_figure(ctx.monitor),
+            timing_rows(ctx), transport_rows(ctx))
 
 
 def _f(x: float, digits: int = 3) -> float | str:

@@ -1,5 +1,11 @@
 """Speak tab: microphone -> streaming transcript -> a class, by meaning or as a spoken command.
 
+The page's AudioWorklet sends numbered PCM chunks over the live connection (demos/live_transport.py);
+`live_audio` checks each one's number (a missing chunk is a gap: counted on the Monitor tab and cut
+between utterances, never stitched), and queues it for the session's SpeechWorker, which decodes
+everything in order and catches up when it falls behind (the page shows how far behind it is).
+Every decode's result goes back to the page as `live_view` data.
+
 Text that the transcriber has committed never changes; the partial (uncommitted) tail is shown
 apart, and both are updated on every decode. The user chooses how speech becomes a class:
 
@@ -26,7 +32,7 @@ from demos import speech_session
 from demos.context import AppContext, new_session_id, user_error
 from demos.inputs import MAX_LABEL_CHARS, MAX_LABELS_TEXT_CHARS, clean_text, read_audio_file
 from demos.monitor import speech_rate_wps
-from demos.speech_session import SpeechWorker
+from demos.speech_session import BacklogFull, SpeechWorker
 from models.asr_confidence import HALLUCINATED_NOTE
 from models.prediction import Prediction, RoutingPolicy, make_prediction
 
@@ -38,6 +44,7 @@ DEFAULT_COMMANDS = "yes, no, stop, go"
 MODES = ("meaning", "commands")
 MAX_LABELS = 20
 MAX_CHUNK_S = 10.0  # one microphone chunk (the browser sends 0.1 s); longer ones are refused
+CATCHING_UP_S = 1.5  # audio waiting for Whisper beyond which the page says it is catching up (one decode is ~0.5 s)
 
 
 @dataclass
@@ -58,6 +65,14 @@ class SpeakState:
     last_mode: str = "meaning"  # how last_prediction was made
     last_audio: np.ndarray | None = None  # commands mode: the last utterance (16 kHz), for the Train tab
     note: str = ""  # e.g. "no speech" for the last utterance
+    problem: str = ""  # the last bad input (chunk or classes), shown until the next good one
+    # what the page's controls last set (set_live_choice); the live connection reads them with each chunk
+    mode: str = "meaning"
+    labels_text: str = DEFAULT_LABELS
+    commands_text: str = DEFAULT_COMMANDS
+    person: str = ""
+    live_token: str = ""  # demos.live_sessions: this page's live connection
+    notify: Any = None  # called (no arguments) after every decode: the live connection sends live_view
 
 
 @dataclass(frozen=True)
@@ -138,73 +153,116 @@ def _start(ctx: AppContext, state: SpeakState, choice: Choice, person: str, cloc
     state.stream = speech_session.open_stream(ctx, clock=clock)
     state.utterances = speech_session.UtteranceCutter()
     if clock == "live":
-        state.worker = SpeechWorker(state.stream, lambda update, c: _absorb(ctx, state, update, c, person),
-                                    state.session_id, choice, on_chunk=lambda chunk: state.utterances.add(
-                                        chunk.samples, chunk.start_s))
+        def on_update(update: Any, c: Choice) -> None:
+            _absorb(ctx, state, update, c, person)
+            if state.notify is not None:
+                state.notify()
+
+        def restart() -> Any:  # after a gap: what was said stays; the audio after it is a new stream
+            state.earlier_text, state.committed_text, state.partial = _full_text(state), "", ""
+            state.stream = speech_session.open_stream(ctx)
+            state.utterances = speech_session.UtteranceCutter()
+            return state.stream
+
+        state.worker = SpeechWorker(state.stream, on_update, state.session_id, choice, restart=restart,
+                                    on_chunk=lambda chunk: state.utterances.add(chunk.samples, chunk.start_s))
 
 
-def process_chunk(ctx: AppContext, payload: tuple[int, np.ndarray] | None, labels_text: str,
-                  state: SpeakState | None, person: str = "", mode: str = "meaning",
-                  commands_text: str = DEFAULT_COMMANDS) -> tuple[str, str, dict | None, str, SpeakState]:
-    """One microphone chunk -> (committed transcript, partial, class probs, info, state).
-
-    Returns at once with what has been transcribed so far; decoding runs in the session's worker.
-    """
-    state = state if isinstance(state, SpeakState) else SpeakState()
-    if _chunk_seconds(payload) > MAX_CHUNK_S:
-        raise user_error(f"An audio chunk longer than {MAX_CHUNK_S:.0f} s was refused; the microphone sends "
-                         "short chunks. Upload long recordings with “Transcribe the recording”.")
-    try:
-        chunk = state.audio.push(payload)
-    except CaptureError as e:
-        raise user_error(f"This audio chunk cannot be used ({e}).", e) from e
+def live_audio(ctx: AppContext, state: SpeakState, seq: int, sample_rate: int, samples: np.ndarray) -> None:
+    """Chunk number `seq` of the page's recording ((N,) int16 or float PCM at sample_rate) -> queued for
+    decoding. A gap before it is counted and cut; a late, repeated or unusable chunk is a user_error
+    (the stream goes on). Returns at once: the worker decodes, and `state.notify` tells the page."""
     if state.worker is not None and state.worker.error is not None:
         error, state.worker, state.stream = state.worker.error, None, None
+        state.audio.reset()
         raise user_error(f"Transcription stopped ({type(error).__name__}). Start recording again.", error)
+    if len(samples) / float(sample_rate) > MAX_CHUNK_S:
+        raise user_error(f"An audio chunk longer than {MAX_CHUNK_S:.0f} s was refused; the microphone sends "
+                         "short chunks. Upload long recordings with “Transcribe the recording”.")
+    if state.worker is not None and state.worker.backlog_s + len(samples) / float(sample_rate) > state.worker.max_backlog_s:
+        raise user_error(f"Speech recognition is {state.worker.backlog_s:.0f} s behind, so audio chunk {seq} was "
+                         "refused (it will show as a gap). Pause for a moment, or close other programs.")
+    try:
+        arrival = state.audio.push_numbered(seq, sample_rate, samples)
+    except CaptureError as e:
+        raise user_error(f"This audio chunk cannot be used ({e}).", e) from e
+    choice = _live_choice(ctx, state)
+    if arrival.gap:
+        ctx.monitor.count("live/audio_chunks_lost", arrival.lost_chunks)
+        ctx.monitor.count("live/audio_gaps", 1)
+        if state.worker is not None:
+            if arrival.before_gap is not None:
+                state.worker.push(arrival.before_gap, choice)
+            state.worker.cut()
+    ctx.monitor.count("live/audio_chunks_received", 1)
+    chunk = arrival.chunk
     if chunk is None:
-        return _outputs(state)
-    choice = parse_choice(mode, labels_text, commands_text)  # read with every chunk: the user may switch
+        return
     if state.worker is None:
-        _start(ctx, state, choice, clean_text(person, "name"))
+        _start(ctx, state, choice, state.person)
     ctx.monitor.record_audio("speech", chunk.samples)
-    state.worker.push(chunk, choice)
-    return _outputs(state)
-
-
-def _chunk_seconds(payload: Any) -> float:
     try:
-        return len(payload[1]) / float(payload[0])
-    except (TypeError, ValueError, IndexError, ZeroDivisionError):
-        return 0.0  # not a (rate, samples) pair: BrowserAudio.push says what is wrong
+        state.worker.push(chunk, choice)
+    except BacklogFull as e:  # raced past the check above: counted as refused, shown as a gap next time
+        raise user_error(f"Audio chunk {seq} was refused: {e}.", e) from e
 
 
-def process_stream_chunk(ctx: AppContext, payload: tuple[int, np.ndarray] | None, labels_text: str,
-                         state: SpeakState | None, person: str = "", mode: str = "meaning",
-                         commands_text: str = DEFAULT_COMMANDS) -> tuple[Any, ...]:
-    """The browser microphone's stream: like process_chunk, but a bad chunk (or bad classes) is
-    answered in the info box and the stream keeps running, instead of ending it with an error."""
-    import gradio as gr
+def _live_choice(ctx: AppContext, state: SpeakState) -> Choice:
+    """The page's current mode and classes; when they are unusable (half-typed), the last usable ones,
+    and the problem is shown: the audio is transcribed either way."""
+    try:
+        choice = parse_choice(state.mode, state.labels_text, state.commands_text)
+        if choice.mode == "commands":
+            speech_session.command_classifier(ctx, choice.commands)  # cached; raises for unusable commands
+        state.problem = ""
+        return choice
+    except Exception as e:
+        state.problem = getattr(e, "message", str(e))
+        last = state.worker.labels_text if state.worker is not None else None
+        return last if isinstance(last, Choice) else Choice()
 
+
+def set_live_choice(state: SpeakState | None, mode: str, labels_text: str, commands_text: str,
+                    person: str = "") -> SpeakState:
+    """The page's mode, classes, commands or name changed: used from the next chunk (checked then)."""
     state = state if isinstance(state, SpeakState) else SpeakState()
-    try:
-        return process_chunk(ctx, payload, labels_text, state, person, mode, commands_text)
-    except gr.Error as e:
-        committed, partial, probs, _, state = _outputs(state)
-        return committed, partial, probs, f"**{e.message}**", state
+    state.mode = clean_text(mode, "mode", 40) or "meaning"
+    state.labels_text = clean_text(labels_text, "list of classes", MAX_LABELS_TEXT_CHARS)
+    state.commands_text = clean_text(commands_text, "list of commands", MAX_LABELS_TEXT_CHARS)
+    state.person = clean_text(person, "name")
+    return state
 
 
-def finish(ctx: AppContext, labels_text: str, state: SpeakState | None, person: str = "", mode: str = "meaning",
-           commands_text: str = DEFAULT_COMMANDS):
+def live_start(ctx: AppContext, state: SpeakState) -> None:
+    """The page starts a recording: its chunks are numbered from 0 again (an unfinished one is finished)."""
+    if state.worker is not None:
+        finish(ctx, state)
+    state.audio.reset()
+
+
+def live_view(state: SpeakState) -> dict[str, Any]:
+    """What the page shows for the microphone, as data: transcript, class, info, how far behind."""
+    committed, partial, probs, info, _ = _outputs(state)
+    backlog_s = state.worker.backlog_s if state.worker is not None else 0.0
+    audio = state.audio
+    return {"type": "speech", "committed": committed, "partial": partial, "probs": probs, "info": info,
+            "problem": state.problem, "backlog_s": round(backlog_s, 2), "catching_up": backlog_s > CATCHING_UP_S,
+            "received_s": round(audio.received_s, 3), "chunks_received": audio.received_chunks,
+            "chunks_lost": audio.lost_chunks, "gaps": audio.gaps,
+            "restarts": state.worker.cuts if state.worker is not None else 0}
+
+
+def finish(ctx: AppContext, state: SpeakState | None):
     """Recording stopped: flush the resampler, let Whisper catch up, commit what is left."""
     if not isinstance(state, SpeakState) or state.worker is None:
         return _outputs(state if isinstance(state, SpeakState) else SpeakState())
-    try:
-        choice = parse_choice(mode, labels_text, commands_text)
-    except Exception:  # changed to something unusable while recording: keep the recording's choice
-        choice = state.worker.labels_text
+    choice = _live_choice(ctx, state)
     tail = state.audio.flush()
     if tail is not None:
-        state.worker.push(tail, choice)
+        try:
+            state.worker.push(tail, choice)
+        except BacklogFull:
+            pass  # a few ms of resampler tail behind a 2-minute backlog: the stream ends without it
     state.worker.finish(choice)
     outputs = _outputs(state)
     # the next recording starts a fresh stream (times restart at 0); keep what was said

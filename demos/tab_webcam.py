@@ -1,8 +1,11 @@
 """Webcam tab: the browser camera (or an uploaded photo) through a live vision pipeline.
 
-Stale frames are dropped, never queued: a Gradio stream event keeps only the newest chunk the
-browser sent while the handler was busy (the `/stream/{event_id}` route overwrites the pending
-data), so a slow model lowers the frame rate instead of growing the latency.
+Live: the page shows its own camera at camera rate and sends frames over the live connection
+(demos/live_transport.py) only as fast as results come back; `live_frame` answers each with data
+(boxes, labels, probabilities, set, decision, reason, track id, the frame's capture time), which the
+page draws over its video. No image travels back. Stale frames are dropped, never queued: the
+connection keeps only the newest waiting frame. An uploaded photo, a `webcam_frame` API call and
+this machine's camera go through the same `_analyse` and get an annotated image.
 """
 from __future__ import annotations
 
@@ -39,6 +42,9 @@ class WebcamState:
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=FPS_WINDOW))
     last_frame: np.ndarray | None = None  # (H, W, 3) uint8 RGB, for capture and explanations
     last_predictions: list[Prediction] = field(default_factory=list)
+    task: str = "emotion"  # the live connection's task and person: set by the page's controls
+    person: str = ""
+    live_token: str = ""  # demos.live_sessions: this page's live connection
     # one frame at a time per session: the tracker and mediapipe's graphs are not thread-safe
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -80,6 +86,42 @@ def process_frame(
 
 
 def _process_locked(ctx: AppContext, frame: np.ndarray, task: str, state: WebcamState, person: str):
+    predictions = _analyse(ctx, frame, task, state, person)
+    annotated = vision_session.draw(state.last_frame, predictions)
+    return annotated, _label(predictions), summary(predictions, state), state
+
+
+def live_frame(ctx: AppContext, state: WebcamState, image: np.ndarray, seq: int, t_capture_ms: float) -> dict:
+    """One frame from the page's live camera -> the result as data for its overlay (see overlay_data).
+
+    The task and person are the ones the page's controls last set on `state` (set_live_choice)."""
+    if not state.lock.acquire(timeout=SESSION_WAIT_S):
+        raise user_error("This session is still busy with earlier frames; the frame was dropped.")
+    try:
+        predictions = _analyse(ctx, image, state.task, state, state.person)
+    finally:
+        state.lock.release()
+    from models.overlay import overlay_data
+
+    height, width = image.shape[:2]
+    return {"type": "result", "seq": seq, "t_capture_ms": t_capture_ms, "width": width, "height": height,
+            "task": state.task, "predictions": [overlay_data(p) for p in predictions],
+            "summary": summary(predictions, state), "fps": round(state.fps, 2),
+            "latency_ms": round(float(state.latencies_ms[-1]), 1) if state.latencies_ms else None}
+
+
+def set_live_choice(ctx: AppContext, state: WebcamState | None, task: str, person: str = "") -> WebcamState:
+    """The page's task menu or name changed: the live connection uses them from its next frame."""
+    state = state if isinstance(state, WebcamState) else WebcamState()
+    if task not in vision_session.vision_tasks(ctx):
+        raise user_error(f"Unknown task {str(task)[:40]!r}; choose one of {', '.join(vision_session.vision_tasks(ctx))}.")
+    state.task, state.person = task, clean_text(person, "name")
+    return state
+
+
+def _analyse(ctx: AppContext, frame: np.ndarray, task: str, state: WebcamState, person: str) -> list[Prediction]:
+    """The pipeline on one frame, with everything a result does besides being shown: timing, the
+    Monitor's statistics and the review queue (the caller holds state.lock)."""
     try:
         item = state.video.push(frame)
     except CaptureError as e:
@@ -99,8 +141,7 @@ def _process_locked(ctx: AppContext, frame: np.ndarray, task: str, state: Webcam
         if ctx.settings.review.needs_review(p):  # crop only what goes to the queue
             crop = vision_session.face_crop(image, p.box, REVIEW_CROP_PX) if p.box is not None else image
             ctx.review.offer(task, p, crop, person=person or None, session=state.session_id)
-    annotated = vision_session.draw(image, predictions)
-    return annotated, _label(predictions), summary(predictions, state), state
+    return predictions
 
 
 def process_upload(ctx: AppContext, path: str | None, task: str, person: str = "") -> tuple[np.ndarray, dict | None, str]:
@@ -114,19 +155,6 @@ def process_upload(ctx: AppContext, path: str | None, task: str, person: str = "
     finally:
         close_state(state)
     return annotated, label, text
-
-
-def process_stream_frame(ctx: AppContext, frame: np.ndarray | None, task: str, state: WebcamState | None,
-                         person: str = "") -> tuple[Any, Any, str, WebcamState]:
-    """The browser camera's stream: like process_frame, but a bad frame is answered in the info box
-    (the stream keeps running on the next frame) instead of ending the stream with an error."""
-    import gradio as gr
-
-    state = state if isinstance(state, WebcamState) else WebcamState()
-    try:
-        return process_frame(ctx, frame, task, state, person)
-    except gr.Error as e:
-        return gr.skip(), gr.skip(), f"**{e.message}**", state
 
 
 def explain_last(ctx: AppContext, state: WebcamState | None) -> tuple[np.ndarray | None, str]:

@@ -8,7 +8,7 @@ grey abstain (no label, just "?").
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
@@ -75,6 +75,38 @@ def draw_predictions(image_rgb: np.ndarray, predictions: Sequence[Prediction],
         cv2.rectangle(out, (tx, by), (tx + bar_w, by + bar_h), (60, 60, 60), -1)
         cv2.rectangle(out, (tx, by), (tx + int(round(bar_w * p.confidence)), by + bar_h), colour, -1)
     return out
+
+
+def overlay_data(p: Prediction, settings: OverlaySettings = OverlaySettings()) -> dict[str, Any]:
+    """What `draw_predictions` would draw for `p`, as JSON-ready data, for a page that draws it itself
+    over its own live video (same words, same colours), plus what the prediction says.
+
+    box: [x0, y0, x1, y1] pixels of the frame it was computed on (None: the whole frame).
+    """
+    text = label_text(p, settings.show_runner_up)
+    if p.track_id is not None and p.box is not None:
+        text = f"#{p.track_id} {text}"
+    data: dict[str, Any] = {
+        "box": [int(v) for v in p.box] if p.box is not None else None,
+        "text": text,
+        "colour": list(COLOURS_RGB[p.decision]),
+        "label": p.label,
+        "confidence": round(p.confidence, 4),
+        "probs": {c: round(float(q), 4) for c, q in zip(p.classes, p.probs)},
+        "set": list(p.prediction_set) if p.prediction_set is not None else None,
+        "coverage": p.coverage,
+        "decision": p.decision.value,
+        "reason": p.reason,
+        "track_id": p.track_id,
+        "track_label": p.extra.get("track_label"),
+        "calibration": p.calibration_note,
+    }
+    if settings.draw_landmarks and "landmarks_px" in p.extra:
+        from models.hands import HAND_CONNECTIONS
+
+        data["landmarks"] = [[round(float(x), 1), round(float(y), 1)] for x, y, *_ in p.extra["landmarks_px"]]
+        data["skeleton"] = [list(pair) for pair in HAND_CONNECTIONS]
+    return data
 
 
 def _draw_hand(out: np.ndarray, points_px: np.ndarray, colour: tuple[int, int, int]) -> None:

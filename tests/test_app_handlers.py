@@ -40,7 +40,7 @@ def test_webcam_frames_give_tracked_predictions_review_items_and_stats(ctx):
     assert ctx.monitor.drift("emotion/brightness").n_reference == 5
     heat, text = tab_webcam.explain_last(ctx, state)
     assert heat.shape == photo.shape and "happy" in text
-    alarm, drift, _, _, timing = tab_monitor.refresh(ctx)
+    alarm, drift, _, _, timing, transport = tab_monitor.refresh(ctx)
     assert "drift" in alarm.lower()
     assert any(row[0] == "emotion/brightness" for row in drift)
     assert [row[-1] for row in timing if row[0] == "emotion"] == [5]
@@ -76,12 +76,22 @@ def test_no_face_and_bad_uploads_are_clear(ctx, tmp_path):
         tab_webcam.explain_last(ctx, None)
 
 
-def test_stream_keeps_answering_after_a_bad_frame(ctx):
-    state = None
-    _, _, info, state = tab_webcam.process_stream_frame(ctx, np.zeros((1, 1, 3), np.uint8), "emotion", state)
-    assert info.startswith("**") and "too small" in info  # the project's message, in the info box
-    _, probs, info, state = tab_webcam.process_stream_frame(ctx, data.astronaut(), "emotion", state)
-    assert max(probs, key=probs.get) == "happy"  # the same session goes on
+def test_live_frame_answers_with_data_and_keeps_going_after_a_bad_frame(ctx):
+    state = tab_webcam.set_live_choice(ctx, None, "emotion", "eileen")
+    with pytest.raises(gr.Error, match="too small"):  # the project's message, sent to the page
+        tab_webcam.live_frame(ctx, state, np.zeros((1, 1, 3), np.uint8), 0, 10.0)
+    result = tab_webcam.live_frame(ctx, state, data.astronaut(), 1, 20.5)  # the same session goes on
+    assert result["seq"] == 1 and result["t_capture_ms"] == 20.5 and result["task"] == "emotion"
+    assert (result["width"], result["height"]) == (512, 512)
+    (face,) = result["predictions"]
+    assert face["label"] == "happy" and max(face["probs"], key=face["probs"].get) == "happy"
+    x0, y0, x1, y1 = face["box"]
+    assert 150 < x0 < x1 < 350 and 0 < y0 < y1 < 250  # the astronaut's face
+    assert face["decision"] in ("accept", "review") and face["text"].startswith(f"#{face['track_id']} ")
+    assert face["set"] and "happy" in face["set"] and "calibrated on FER2013" in face["calibration"]
+    assert "results/s" in result["summary"]
+    with pytest.raises(gr.Error, match="Unknown task"):
+        tab_webcam.set_live_choice(ctx, state, "astrology")
 
 
 def test_review_tab_resolves_into_a_training_sample(ctx):

@@ -146,7 +146,7 @@ def test_bounded_images_audio_and_text(ctx, tmp_path):
     with pytest.raises(gr.Error, match="characters long"):
         tab_speak.parse_labels("x" * 100_000 + ", y")
     with pytest.raises(gr.Error, match="chunk longer"):
-        tab_speak.process_chunk(ctx, (16000, np.zeros(16000 * 60, np.int16)), "a, b", None)
+        tab_speak.live_audio(ctx, tab_speak.SpeakState(), 0, 16000, np.zeros(16000 * 60, np.int16))
     assert clean_text("ha\x00pp\u202ey\n", "label") == "ha pp y"
     with pytest.raises(gr.Error, match="label is 100000 characters"):
         tab_train.capture_text(ctx, None, "hello", "x" * 100_000, "ana", "")

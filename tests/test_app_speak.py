@@ -38,15 +38,25 @@ def test_labels_are_validated():
         tab_speak.parse_labels("question")
 
 
+def live(ctx, samples, rate, *, mode="meaning", labels=tab_speak.DEFAULT_LABELS, commands="yes, no", person="ana",
+         rate_s=0.1, state=None, skip=()):
+    """Send int16 samples as the page does (numbered chunks of rate_s; numbers in `skip` never arrive),
+    then stop -> finish's outputs."""
+    state = tab_speak.set_live_choice(state, mode, labels, commands, person)
+    tab_speak.live_start(ctx, state)
+    step = int(rate * rate_s)
+    for seq, start in enumerate(range(0, len(samples), step)):
+        if seq not in skip:
+            tab_speak.live_audio(ctx, state, seq, rate, samples[start:start + step])
+    return tab_speak.finish(ctx, state)
+
+
 def test_microphone_chunks_stream_to_a_classified_transcript(ctx, spoken):
     wav = spoken("Can you help me with my homework? Thank you very much.")
     samples, rate = soundfile.read(wav, dtype="int16")  # what the browser sends: int16 chunks
     samples = np.concatenate([samples, np.zeros(rate, np.int16)])  # a second of silence after speaking
-    state, labels = None, "question, thanks, complaint"
-    step = rate // 2  # 0.5 s chunks, as stream_every=0.5
-    for start in range(0, len(samples), step):
-        committed, partial, probs, info, state = tab_speak.process_chunk(ctx, (rate, samples[start:start + step]), labels, state)
-    committed, partial, probs, info, state = tab_speak.finish(ctx, labels, state)
+    labels = "question, thanks, complaint"
+    committed, partial, probs, info, state = live(ctx, samples, rate, labels=labels)
     assert "homework" in committed.lower()
     assert probs is not None and set(probs) == {"question", "thanks", "complaint"}
     assert "ASR confidence" in info
@@ -81,11 +91,7 @@ def _stream(ctx, wav_path, mode, text, rate_s=0.1, tail_s=1.0):
     """Feed a WAV as the browser does (int16 chunks of rate_s), then stop -> the handler's outputs."""
     samples, rate = soundfile.read(wav_path, dtype="int16")
     samples = np.concatenate([np.zeros(rate // 2, np.int16), samples, np.zeros(int(rate * tail_s), np.int16)])
-    state, step = None, int(rate * rate_s)
-    labels = tab_speak.DEFAULT_LABELS
-    for start in range(0, len(samples), step):
-        *_, state = tab_speak.process_chunk(ctx, (rate, samples[start:start + step]), labels, state, "ana", mode, text)
-    return tab_speak.finish(ctx, labels, state, "ana", mode, text)
+    return live(ctx, samples, rate, mode=mode, commands=text, rate_s=rate_s)
 
 
 def test_commands_mode_scores_each_utterance_on_its_audio(ctx, spoken):
@@ -98,16 +104,84 @@ def test_commands_mode_scores_each_utterance_on_its_audio(ctx, spoken):
 
 
 def test_commands_mode_bad_input_is_a_clear_message(ctx, spoken):
-    chunk = (16000, np.zeros(1600, np.int16))
+    chunk = np.zeros(1600, np.int16)
     for commands, message in [(" , ", "Type the commands"), ("yes, Yes.", "same spoken word"),
                               (" ".join(["word"] * 60), "60 words"), ("はい, いいえ", "English")]:
         with pytest.raises(gr.Error, match=message):
-            tab_speak.process_chunk(ctx, chunk, "", None, "", "commands", commands)
-        # the live stream answers in the info box and keeps running
-        *_, info, state = tab_speak.process_stream_chunk(ctx, chunk, "", None, "", "commands", commands)
-        assert message.lower() in info.lower()
-    with pytest.raises(gr.Error, match="meaning or commands"):
-        tab_speak.process_chunk(ctx, chunk, "", None, "", "telepathy", "yes")
+            tab_speak.process_file(ctx, str(spoken("yes")), "", "", "commands", commands)
+        # the live stream shows the problem and keeps transcribing with the last usable choice
+        state = tab_speak.set_live_choice(None, "commands", "", commands)
+        tab_speak.live_start(ctx, state)
+        tab_speak.live_audio(ctx, state, 0, 16000, chunk)
+        view = tab_speak.live_view(state)
+        assert message.lower() in view["problem"].lower() and view["chunks_received"] == 1
+        tab_speak.close(state)
+    state = tab_speak.set_live_choice(None, "telepathy", "", "yes")
+    tab_speak.live_audio(ctx, state, 0, 16000, chunk)
+    assert "meaning or commands" in tab_speak.live_view(state)["problem"]
+    tab_speak.close(state)
+
+
+def test_live_gap_is_counted_and_cut_not_stitched(ctx, spoken):
+    """Chunks 25-34 of a 0.1 s stream never arrive: the loss is counted (state and Monitor), the transcript
+    before the gap is finished there and the words after it are a new stream, not glued on."""
+    lost_before = ctx.monitor.counts("live/").get("live/audio_chunks_lost", 0)
+    first, rate = soundfile.read(spoken("Good morning everyone."), dtype="int16")
+    second, _ = soundfile.read(spoken("The weather is lovely today."), dtype="int16")
+    pad = np.zeros(rate // 2, np.int16)
+    samples = np.concatenate([pad, first, pad, np.zeros(rate, np.int16), pad, second, np.zeros(rate, np.int16)])
+    gap_start = int((len(pad) * 2 + len(first) + rate * 0.2) / (rate * 0.1))  # inside the silence between
+    skip = set(range(gap_start, gap_start + 10))
+    committed, partial, probs, info, state = live(ctx, samples, rate, skip=skip)
+    view = tab_speak.live_view(state)
+    assert view["chunks_lost"] == 10 and view["gaps"] == 1
+    assert ctx.monitor.counts("live/")["live/audio_chunks_lost"] - lost_before == 10
+    text = committed.lower()
+    assert "morning" in text and "lovely" in text and text.index("morning") < text.index("lovely")
+    state = tab_speak.set_live_choice(None, "meaning", tab_speak.DEFAULT_LABELS, "yes")
+    tab_speak.live_start(ctx, state)
+    for seq in (0, 1):
+        tab_speak.live_audio(ctx, state, seq, rate, first[seq * 1600:(seq + 1) * 1600])
+    with pytest.raises(gr.Error, match="late or repeated"):  # an old number is refused, nothing changes
+        tab_speak.live_audio(ctx, state, 0, rate, first[:1600])
+    view = tab_speak.live_view(state)
+    assert view["chunks_received"] == 2 and view["chunks_lost"] == 0
+    tab_speak.close(state)
+
+
+def test_live_catch_up_loses_nothing(ctx, spoken, monkeypatch):
+    """Decoding far slower than real time: the worker falls behind, the page is told, and every chunk is
+    still transcribed in order once it catches up (nothing is dropped)."""
+    import time as _time
+
+    wav = spoken("The quick brown fox jumps over the lazy dog near the river bank.")
+    samples, rate = soundfile.read(wav, dtype="int16")
+    samples = np.concatenate([np.zeros(rate // 2, np.int16), samples, np.zeros(rate, np.int16)])
+    state = tab_speak.set_live_choice(None, "meaning", tab_speak.DEFAULT_LABELS, "yes")
+    tab_speak.live_start(ctx, state)
+    step, behind = rate // 10, []
+    original = tab_speak.speech_session.SpeechWorker._run
+
+    def slow_run(worker):  # every decode waits 0.5 s first: the inbox fills while it does
+        process = worker.driver.process
+
+        def slow_process():
+            _time.sleep(0.5)
+            return process()
+
+        worker.driver.process = slow_process
+        return original(worker)
+
+    monkeypatch.setattr(tab_speak.speech_session.SpeechWorker, "_run", slow_run)
+    for seq, start in enumerate(range(0, len(samples), step)):  # as fast as they come: no waiting on Whisper
+        tab_speak.live_audio(ctx, state, seq, rate, samples[start:start + step])
+        behind.append(tab_speak.live_view(state)["backlog_s"])
+    assert max(behind) > 1.0  # it fell behind, and the page was told how far
+    committed, *_ = tab_speak.finish(ctx, state)
+    words = committed.lower().replace(",", "").replace(".", "").split()
+    # every part of the sentence, in order: the start (queued first) and the end (queued last)
+    assert words[:2] == ["the", "quick"] and "fox" in words and words[-1] == "bank" and len(words) >= 10, committed
+    assert tab_speak.live_view(state)["chunks_lost"] == 0
 
 
 def test_silent_or_tiny_utterances_say_no_speech(ctx):
