@@ -1,17 +1,21 @@
-"""Load test of the page: N simultaneous gradio_client users streaming webcam frames at 10 fps.
+"""Load test of the live page: N teammates sending webcam frames at once, over the live connection or
+over the older one-frame-per-call API (Gradio's queue), side by side.
 
-    python -m bench.load --data ../shared/evaldata [--quick] [--clients 8] [--duration-s 300]
+    python -m bench.load --data ../shared/evaldata [--quick] [--clients 4] [--sweep 1,2,4,8]
+                         [--transport live|api|both] [--duration-s 60] [--fps 30]
 
-Starts `livelearner app` on 127.0.0.1 (loopback only) in a subprocess, then runs N client threads.
-Each client has its own session (its own face tracks) and calls the page's `/webcam_frame` endpoint
-(the same handler as the browser's webcam stream) with frames of DATA/face_video (else generated
-ones) at `--fps`, like a camera: a frame is submitted on every tick unless `--max-in-flight` frames
-are still pending, in which case that frame is skipped and counted (the browser stream likewise has
-one frame processing and keeps only the newest one waiting). Latency is submit to result.
-
-Reported: results per second per client, latency (send to result) median and p95 per minute (to
-see whether it stays flat), the server's RSS over time, and the same figures as one JSON line last.
---quick: 2 clients for 30 s.
+Starts `livelearner app` on 127.0.0.1 (loopback only) in a subprocess, then runs N client processes
+(like teammates' machines). Each has its own session (its own face tracks) and offers frames of
+DATA/face_video (else generated ones) at `--fps`, like a camera, as JPEG (quality 80, 640x480):
+- live: the page's transport (demos/live_transport.py): a token from the `live_session` API, then the
+  WebSocket; a frame goes up on a camera tick unless `--max-in-flight` are unanswered (the page's rule),
+  and the result comes back as data. Latency is send to result.
+- api: the `/webcam_frame` gradio_client endpoint (the same handler the old stream event used; the
+  stream event itself is gone from the page), same in-flight rule; the result includes an annotated image.
+Reported per transport and client count: results per second per client (median and slowest client),
+latency median and p95, frames skipped (newest-only), errors, the server's CPU per result, and its RSS
+over time. The last line is one JSON object; --sweep adds `<transport>_<n>_<figure>` keys.
+--quick: 2 clients for 10 s on each transport.
 """
 from __future__ import annotations
 
@@ -84,6 +88,63 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def run_live_client(url: str, frames: list[bytes], fps: float, stop_at: float, t0: float, stats: ClientStats,
+                    max_in_flight: int, person: str) -> None:
+    """The page's rule over the live WebSocket: on each camera tick send the newest frame unless
+    max_in_flight are unanswered; every answer (result, skipped, error) frees a slot."""
+    from gradio_client import Client
+    from websockets.sync.client import connect
+
+    from capture.wire import pack
+
+    token = Client(url, verbose=False).predict("emotion", person, api_name="/live_session")
+    ws_url = url.replace("http://", "ws://").rstrip("/") + f"/livelearner/live?kind=video&token={token}"
+    sent_at: dict[int, float] = {}
+    lock = threading.Lock()
+    with connect(ws_url, open_timeout=30, max_size=2**22) as ws:
+        def receive() -> None:
+            while True:
+                try:
+                    message = json.loads(ws.recv())
+                except Exception:  # closed
+                    return
+                done = time.monotonic()
+                with lock:
+                    started = sent_at.pop(message.get("seq"), None)
+                if message["type"] == "result" and started is not None:
+                    stats.results.append((done - t0, (done - started) * 1000.0))
+                elif message["type"] == "skipped":
+                    stats.skipped += 1
+                elif message["type"] == "error":
+                    stats.errors += 1
+                    if len(stats.error_messages) < 3:
+                        stats.error_messages.append(f"at {done - t0:.0f} s: {message.get('message')}")
+
+        reader = threading.Thread(target=receive, daemon=True)
+        reader.start()
+        period, tick, seq = 1.0 / fps, 0, 0
+        while True:
+            due = t0 + tick * period
+            if due >= stop_at:
+                break
+            if time.monotonic() < due:
+                time.sleep(due - time.monotonic())
+            with lock:
+                busy = len(sent_at) >= max_in_flight
+                if not busy:
+                    sent_at[seq] = time.monotonic()
+            if busy:
+                stats.skipped += 1
+            else:
+                ws.send(pack({"type": "frame", "seq": seq, "t_capture_ms": 0.0}, frames[tick % len(frames)]))
+                stats.sent += 1
+                seq += 1
+            tick += 1
+        deadline = time.monotonic() + 10
+        while sent_at and time.monotonic() < deadline:  # the last answers
+            time.sleep(0.05)
 
 
 def start_server(port: int, data_dir: Path, max_streams: int) -> subprocess.Popen:
@@ -174,11 +235,15 @@ def run_client(url: str, frames: list[Path], fps: float, stop_at: float, t0: flo
     all_done.wait(timeout=30)
 
 
-def client_process(url: str, frames: list[Path], fps: float, stop_at: float, t0: float,
-                   max_in_flight: int) -> ClientStats:
+def client_process(transport: str, url: str, frames: list[Path], fps: float, stop_at: float, t0: float,
+                   max_in_flight: int, person: str) -> ClientStats:
     """One simulated teammate in its own process (spawned; returns its stats)."""
     stats = ClientStats()
-    run_client(url, frames, fps, stop_at, t0, stats, max_in_flight)
+    if transport == "live":
+        jpegs = [f.read_bytes() for f in frames]
+        run_live_client(url, jpegs, fps, stop_at, t0, stats, max_in_flight, person)
+    else:
+        run_client(url, frames, fps, stop_at, t0, stats, max_in_flight)
     return stats
 
 
@@ -223,18 +288,75 @@ def per_minute(all_results: list[tuple[float, float]], duration_s: float) -> lis
     return rows
 
 
+def run_load(transport: str, url: str, frames: list[Path], clients: int, duration_s: float, fps: float,
+             max_in_flight: int, server_pid: int | None) -> dict:
+    """One run: `clients` processes on `transport` for `duration_s` -> figures (and the raw stats)."""
+    t0 = time.monotonic() + 3.0  # the clients start together once their connections are up
+    rss: list[tuple[float, float]] = []
+    stop = threading.Event()
+    if server_pid is not None:
+        threading.Thread(target=sample_rss, args=(server_pid, t0, stop, rss, max(1.0, duration_s / 60)),
+                         daemon=True).start()
+    cpu_start_s = server_cpu_s(server_pid) if server_pid is not None else None
+    load_start = os.getloadavg()[0]
+    own_start = _children_cpu_s()
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(clients) as pool:
+        stats = pool.starmap(client_process, [(transport, url, frames, fps, t0 + duration_s, t0, max_in_flight,
+                                               f"bench{i}") for i in range(clients)])
+    stop.set()
+    cpu_used_s = server_cpu_s(server_pid) - cpu_start_s if server_pid is not None else None
+    rates = [len(s.results) / duration_s for s in stats]
+    all_results = sorted(r for s in stats for r in s.results)
+    lat = np.array([ms for _, ms in all_results]) if all_results else np.array([float("nan")])
+    rss_mb = [mb for _, mb in rss]
+    return {
+        "transport": transport, "clients": clients, "duration_s": duration_s, "fps_offered_per_client": fps,
+        "results_per_s_per_client_median": round(float(np.median(rates)), 2),
+        "results_per_s_per_client_min": round(float(min(rates)), 2),
+        "results_per_s_total": round(float(sum(rates)), 2),
+        "latency_median_ms": round(float(np.median(lat)), 1), "latency_p95_ms": round(float(np.percentile(lat, 95)), 1),
+        "frames_skipped_total": int(sum(s.skipped for s in stats)),
+        "errors_total": int(sum(s.errors for s in stats)),
+        "client_cancelled_total": int(sum(s.client_cancelled for s in stats)),
+        "per_minute": per_minute(all_results, duration_s),
+        "rss_start_mb": rss_mb[0] if rss_mb else None, "rss_end_mb": rss_mb[-1] if rss_mb else None,
+        "rss_max_mb": max(rss_mb) if rss_mb else None,
+        "rss_second_half_growth_mb": (rss_mb[-1] - rss_mb[len(rss_mb) // 2]) if len(rss_mb) > 2 else None,
+        "server_cpu_ms_per_result": round(cpu_used_s * 1000 / max(1, len(all_results)), 1) if cpu_used_s else None,
+        "server_cpu_cores_used": round(cpu_used_s / duration_s, 2) if cpu_used_s else None,
+        "client_cpu_cores_used": round((_children_cpu_s() - own_start) / duration_s, 2),
+        "load_average_1min_start": load_start, "load_average_1min_end": os.getloadavg()[0],
+        "error_messages": [m for s in stats for m in s.error_messages][:5],
+    }
+
+
+def print_run(r: dict) -> None:
+    print(f"  {r['transport']:>4} x{r['clients']}: {r['results_per_s_per_client_median']:5.1f} results/s per client "
+          f"(slowest {r['results_per_s_per_client_min']:.1f}), latency median {r['latency_median_ms']:.0f} ms, "
+          f"p95 {r['latency_p95_ms']:.0f} ms; {r['frames_skipped_total']} skipped, {r['errors_total']} errors, "
+          f"server CPU {r['server_cpu_ms_per_result']} ms/result; load {r['load_average_1min_start']:.1f}"
+          f"->{r['load_average_1min_end']:.1f}", flush=True)
+    for message in r["error_messages"]:
+        print(f"      error: {message}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=None, help="evaluation data folder (uses DATA/face_video/*.mp4)")
-    p.add_argument("--quick", action="store_true", help="2 clients for 30 s")
-    p.add_argument("--clients", type=int, default=8)
-    p.add_argument("--duration-s", type=float, default=300.0)
-    p.add_argument("--fps", type=float, default=10.0, help="frames per second each client sends")
+    p.add_argument("--quick", action="store_true", help="2 clients for 10 s on each transport")
+    p.add_argument("--clients", type=int, default=4)
+    p.add_argument("--sweep", default="", help="client counts to run one after another, e.g. 1,2,4,8")
+    p.add_argument("--transport", choices=("live", "api", "both"), default="both")
+    p.add_argument("--duration-s", type=float, default=60.0)
+    p.add_argument("--fps", type=float, default=30.0, help="frames per second each client's camera offers")
     p.add_argument("--max-in-flight", type=int, default=2,
-                   help="frames a client may have pending (the browser stream: one processing, one waiting)")
+                   help="frames a client may have unanswered (the page's rule: one processing, one waiting)")
     p.add_argument("--url", default=None, help="drive an already running local app instead of starting one")
     args = p.parse_args(argv)
-    clients, duration_s = (2, 30.0) if args.quick else (args.clients, args.duration_s)
+    counts = [2] if args.quick else ([int(n) for n in args.sweep.split(",")] if args.sweep else [args.clients])
+    duration_s = 10.0 if args.quick else args.duration_s
+    transports = ["live", "api"] if args.transport == "both" else [args.transport]
 
     work = Path(tempfile.mkdtemp(prefix="livelearner-load-"))
     frames = face_frames(args.data, work)
@@ -245,30 +367,19 @@ def main(argv: list[str] | None = None) -> int:
     else:
         port = free_port()
         url = f"http://127.0.0.1:{port}/"
-        proc = start_server(port, work / "app", max_streams=max(16, clients))
+        proc = start_server(port, work / "app", max_streams=max(16, max(counts)))
+    runs = []
     try:
         print(f"starting the app and loading the emotion model ({url})…", flush=True)
         if proc is not None:
             wait_ready(proc, url)
-        t0 = time.monotonic()
-        rss: list[tuple[float, float]] = []
-        stop = threading.Event()
-        if proc is not None:
-            threading.Thread(target=sample_rss, args=(proc.pid, t0, stop, rss, max(1.0, duration_s / 60)),
-                             daemon=True).start()
-        cpu_start_s = server_cpu_s(proc.pid) if proc is not None else None
-        load_start = os.getloadavg()[0]
-        own_start = _children_cpu_s()
-        print(f"{clients} clients (one process each, like teammates' machines) x {args.fps:g} fps "
-              f"for {duration_s:.0f} s…", flush=True)
-        ctx = multiprocessing.get_context("spawn")
-        with ctx.Pool(clients) as pool:
-            stats = pool.starmap(client_process, [(url, frames, args.fps, t0 + duration_s, t0, args.max_in_flight)
-                                                  for _ in range(clients)])
-        stop.set()
-        cpu_used_s = server_cpu_s(proc.pid) - cpu_start_s if proc is not None else None
-        load_end = os.getloadavg()[0]
-        client_cpu_s = _children_cpu_s() - own_start
+        print(f"clients (one process each) offering {args.fps:g} frames/s of 640x480 JPEG, at most "
+              f"{args.max_in_flight} unanswered, {duration_s:.0f} s per run; {os.cpu_count()} cores:", flush=True)
+        for n in counts:
+            for transport in transports:
+                runs.append(run_load(transport, url, frames, n, duration_s, args.fps, args.max_in_flight,
+                                     proc.pid if proc is not None else None))
+                print_run(runs[-1])
     finally:
         if proc is not None:
             proc.terminate()
@@ -277,49 +388,22 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
 
-    rates = [len(s.results) / duration_s for s in stats]
-    all_results = sorted(r for s in stats for r in s.results)
-    lat = np.array([ms for _, ms in all_results]) if all_results else np.array([float("nan")])
-    minutes = per_minute(all_results, duration_s)
-    rss_mb = [mb for _, mb in rss]
-    summary = {
-        "clients": clients, "duration_s": duration_s, "fps_sent_per_client": args.fps,
-        "results_per_s_per_client_median": float(np.median(rates)),
-        "results_per_s_per_client_min": float(min(rates)),
-        "results_per_s_total": float(sum(rates)),
-        "latency_median_ms": float(np.median(lat)), "latency_p95_ms": float(np.percentile(lat, 95)),
-        "frames_skipped_total": int(sum(s.skipped for s in stats)),
-        "errors_total": int(sum(s.errors for s in stats)),
-        "client_cancelled_total": int(sum(s.client_cancelled for s in stats)),
-        "per_minute": minutes,
-        "rss_start_mb": rss_mb[0] if rss_mb else None, "rss_end_mb": rss_mb[-1] if rss_mb else None,
-        "rss_max_mb": max(rss_mb) if rss_mb else None,
-        "rss_second_half_growth_mb": (rss_mb[-1] - rss_mb[len(rss_mb) // 2]) if len(rss_mb) > 2 else None,
-        "server_cpu_ms_per_result": (cpu_used_s * 1000 / max(1, len(all_results))) if cpu_used_s else None,
-        "server_cpu_cores_used": (cpu_used_s / duration_s) if cpu_used_s else None,
-        "client_cpu_cores_used": client_cpu_s / duration_s,
-        "cpu_count": os.cpu_count(), "load_average_1min_start": load_start, "load_average_1min_end": load_end,
-    }
-    print(f"\nper client results/s: {', '.join(f'{r:.1f}' for r in rates)} "
-          f"(median {summary['results_per_s_per_client_median']:.1f}, target >= 8)")
-    print(f"latency median {summary['latency_median_ms']:.0f} ms, p95 {summary['latency_p95_ms']:.0f} ms; "
-          f"{summary['frames_skipped_total']} frames skipped (newest-only), {summary['errors_total']} errors, "
-          f"{summary['client_cancelled_total']} calls dropped by gradio_client's stream-close race")
-    for row in minutes:
-        print(f"  minute {row['minute']}: {row['results']} results, median {row['latency_median_ms']:.0f} ms, "
-              f"p95 {row['latency_p95_ms']:.0f} ms")
-    if rss_mb:
-        every = max(1, len(rss) // 10)
-        print("server RSS over time: " + ", ".join(f"{t:.0f} s {mb:.0f} MB" for t, mb in rss[::every]))
-        print(f"server RSS: start {rss_mb[0]:.0f} MB, end {rss_mb[-1]:.0f} MB, max {max(rss_mb):.0f} MB")
-    if cpu_used_s:
-        print(f"server CPU: {summary['server_cpu_ms_per_result']:.1f} ms per result, "
-              f"{summary['server_cpu_cores_used']:.2f} of {os.cpu_count()} cores (the clients: "
-              f"{summary['client_cpu_cores_used']:.2f} cores); machine load average "
-              f"{load_start:.1f} -> {load_end:.1f} (other processes compete for the same cores)")
-    for s in stats:
-        for msg in s.error_messages:
-            print(f"  error: {msg}")
+    print("\nside by side (results/s per client, slowest client; latency median / p95 ms):")
+    print("clients | " + " | ".join(f"{t:>28}" for t in transports))
+    for n in counts:
+        cells = []
+        for t in transports:
+            r = next(r for r in runs if r["transport"] == t and r["clients"] == n)
+            cells.append(f"{r['results_per_s_per_client_median']:5.1f} ({r['results_per_s_per_client_min']:4.1f}) "
+                         f"{r['latency_median_ms']:5.0f} / {r['latency_p95_ms']:5.0f}")
+        print(f"{n:>7} | " + " | ".join(f"{c:>28}" for c in cells))
+    main_run = next((r for r in runs if r["transport"] == transports[0] and r["clients"] == counts[-1]), runs[-1])
+    summary = {k: v for k, v in main_run.items() if k not in ("error_messages",)}
+    for r in runs:
+        for key in ("results_per_s_per_client_median", "results_per_s_per_client_min", "latency_median_ms",
+                    "latency_p95_ms", "errors_total", "server_cpu_ms_per_result"):
+            summary[f"{r['transport']}_{r['clients']}_{key}"] = r[key]
+    summary["cpu_count"] = os.cpu_count()
     print(json.dumps(summary))
     return 0
 

@@ -102,6 +102,10 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
                             [annotated, probs, vision_info, webcam_state], api_name="webcam_frame",
                             concurrency_limit=settings.max_streams, concurrency_id="streams",
                             trigger_mode="always_last", show_progress="hidden")
+            # a script's way onto the live connection: a token for a session of its own (bench.load uses it)
+            script_task, script_person, script_token = (gr.Textbox(visible=False) for _ in range(3))
+            gr.Button(visible=False).click(bind(live_transport.open_script_session, ctx), [script_task, script_person],
+                                           [script_token], api_name="live_session", queue=False)
             explain_btn.click(bind(tab_webcam.explain_last, ctx), [webcam_state], [heatmap, explain_info], **hidden)
             # a model deployed from the Train tab appears in the task list when the tab is opened again
             webcam_tab.select(lambda: gr.Dropdown(choices=tab_webcam.task_choices(ctx)), None, [task], queue=False, **hidden)

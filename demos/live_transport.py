@@ -69,6 +69,14 @@ def open_page(ctx: AppContext, webcam: Any, speak: Any, task: str, person: str, 
     return webcam, speak, {"token": token}, {"token": token}
 
 
+def open_script_session(ctx: AppContext, task: str, person: str = "", request: Any = None) -> str:
+    """The `live_session` API endpoint: a token for a script (gradio_client and the like) to use the live
+    connection as a page does, with its own session (its own face tracks and transcript)."""
+    webcam = tab_webcam.set_live_choice(ctx, None, task or "emotion", person)
+    speak = tab_speak.set_live_choice(None, "meaning", tab_speak.DEFAULT_LABELS, tab_speak.DEFAULT_COMMANDS, person)
+    return ctx.live_pages.open_page(webcam, speak, getattr(request, "username", None))
+
+
 def close_page(ctx: AppContext, state: Any) -> None:
     """A page's session ended (gr.State's delete callback): its token is forgotten."""
     ctx.live_pages.close_page(getattr(state, "live_token", None))

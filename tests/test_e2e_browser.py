@@ -1,10 +1,12 @@
 """The page in headless Chromium with a fake camera (a real face photo) and a fake microphone (espeak-ng).
 
-Checks that live predictions and a transcript appear, that an uncertain prediction lands in the
-review queue and is resolved by a named reviewer (becoming a training sample), that bad input
-gives a visible error while the page keeps working, that a spoken command is classified on the page,
-and measures how long after the end of a spoken sentence its committed text is on the page
-(test-artifacts/e2e_latency.json). Screenshots go to test-artifacts/.
+Checks that live predictions are drawn over the page's own video from result data and a transcript
+appears, that an uncertain prediction lands in the review queue and is resolved by a named reviewer
+(becoming a training sample), that bad input gives a visible error while the page keeps working, that a
+spoken command is classified on the page, and measures how long after the end of a spoken sentence its
+committed text is on the page (test-artifacts/e2e_latency.json). Screenshots go to test-artifacts/.
+No retries: these failed under load when Gradio's stream event dropped audio; the live connection
+(demos/live_transport.py) delivers every chunk, and bench.browser measures it with busy processes beside.
 """
 from __future__ import annotations
 
@@ -79,7 +81,7 @@ def fake_microphone(folder: Path, spoken, phrases: tuple[str, ...], pad_s: float
 
 
 # Runs in the page before Gradio's code: the time each microphone stream opened (Chromium's fake device
-# plays its file from the start for each new stream) and when the transcript first held each word.
+# plays its file from the start for each new stream) and when the live transcript first held each word.
 TIMING_JS = """
 window.__mic_opened = [];
 const open = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
@@ -88,20 +90,33 @@ navigator.mediaDevices.getUserMedia = async (c) => {
   if (c && c.audio) window.__mic_opened.push(performance.now());
   return stream;
 };
-window.__recording_started = null;
-const start = MediaRecorder.prototype.start;
-MediaRecorder.prototype.start = function (...a) {
-  if (window.__recording_started === null) window.__recording_started = performance.now();
-  return start.apply(this, a);
-};
 window.__seen = {};
 setInterval(() => {
-  const box = document.querySelector('#transcript textarea');
+  const box = document.querySelector('#live-mic .ll-transcript');
   if (!box) return;
+  const text = box.textContent.toLowerCase();
   for (const w of (window.__watch || [])) {
-    if (!(w in window.__seen) && box.value.toLowerCase().includes(w)) window.__seen[w] = performance.now();
+    if (!(w in window.__seen) && text.includes(w)) window.__seen[w] = performance.now();
   }
 }, 10);
+"""
+
+# The overlay as drawn: the newest result's first box mapped onto the canvas as the page maps it, and
+# the canvas pixels on that box's left edge and in the middle of the box (the face shows through).
+OVERLAY_JS = """
+const root = document.querySelector('#live-camera');
+const video = root.querySelector('video'), canvas = root.querySelector('canvas.ll-overlay');
+const last = window.livelearner.camera.last;
+if (!last || !last.predictions.length) return null;
+const p = last.predictions[0];
+const fit = Math.min(canvas.width / video.videoWidth, canvas.height / video.videoHeight);
+const ox = (canvas.width - video.videoWidth * fit) / 2, oy = (canvas.height - video.videoHeight * fit) / 2;
+const s = fit * (video.videoWidth / last.width);
+const x0 = ox + p.box[0] * s, y0 = oy + p.box[1] * s, x1 = ox + p.box[2] * s, y1 = oy + p.box[3] * s;
+const g = canvas.getContext('2d');
+const px = (x, y) => Array.from(g.getImageData(Math.round(x), Math.round(y), 1, 1).data);
+return {colour: p.colour, text: p.text, edge: px(x0, (y0 + y1) / 2), inside: px((x0 + x1) / 2, (y0 + y1) / 2),
+        canvas: [canvas.width, canvas.height]};
 """
 
 
@@ -179,38 +194,50 @@ def open_tab(driver, name: str) -> None:
     time.sleep(0.5)
 
 
+def live_text(d, selector: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    return d.find_element(By.CSS_SELECTOR, selector).text
+
+
 def test_page_end_to_end(app, browser, artifacts_dir):
     from selenium.webdriver.common.by import By
 
     url, ctx = app
     d = browser
     d.get(url)
-    wait_for(lambda: d.find_element(By.ID, "camera"), "the page")
+    wait_for(lambda: d.find_element(By.ID, "live-camera"), "the page")
     d.find_element(By.ID, "person").find_element(By.CSS_SELECTOR, "textarea, input").send_keys("ana")
 
-    # Webcam: live predictions on the fake camera's face
-    camera = d.find_element(By.ID, "camera")
-    click_button(camera, "Access Webcam")
-    wait_for(lambda: [b for b in camera.find_elements(By.TAG_NAME, "button") if b.text == "Record"], "the record button")
-    click_button(camera, "Record")
-    wait_for(lambda: "happy" in d.find_element(By.ID, "vision-probs").text, "a 'happy' prediction")
-    wait_for(lambda: "results/s" in d.find_element(By.ID, "vision-info").text, "fps")
+    # Webcam: the page shows its own camera and draws the results (data) over it
+    camera = d.find_element(By.ID, "live-camera")
+    click_button(camera, "Start camera")
+    wait_for(lambda: "happy" in live_text(d, "#live-camera .ll-probs"), "a 'happy' prediction")
+    wait_for(lambda: "results/s" in live_text(d, "#live-camera .ll-summary"), "fps")
     time.sleep(2)  # a few more frames, for the screenshot
+    overlay = wait_for(lambda: d.execute_script(OVERLAY_JS), "the overlay")
+    assert "happy" in overlay["text"], overlay
+    # the box's edge is drawn in the decision's colour; inside the box the video shows through (transparent)
+    assert all(abs(a - b) <= 40 for a, b in zip(overlay["edge"][:3], overlay["colour"])) and overlay["edge"][3] > 200, overlay
+    assert overlay["inside"][3] == 0, overlay
+    stats = d.execute_script("return window.livelearner.camera")
+    assert stats["results"] >= 5 and stats["errors"] == 0 and stats["displayedFrames"] > stats["results"] / 2
+    assert "ms ago" in live_text(d, "#live-camera .ll-age")  # what the overlay is drawing for
     d.save_screenshot(str(artifacts_dir / "e2e_webcam.png"))
 
     # Speak: the fake microphone's sentence becomes a committed transcript
     open_tab(d, "Speak")
-    mic = d.find_element(By.ID, "mic")
+    mic = d.find_element(By.ID, "live-mic")
     click_button(mic, "Record")
 
     def transcript() -> str:
-        return d.find_element(By.ID, "transcript").find_element(By.TAG_NAME, "textarea").get_attribute("value")
+        return live_text(d, "#live-mic .ll-committed")
 
     text = wait_for(lambda: transcript() if any(w in transcript().lower() for w in ("help", "hello", "homework")) else "",
                     "a transcript")
-    wait_for(lambda: "ASR confidence" in d.find_element(By.ID, "speak-info").text, "the transcript's class")
+    wait_for(lambda: "ASR confidence" in live_text(d, "#live-mic .ll-info"), "the transcript's class")
     # zero-shot MiniLM is not calibrated, and the page says so
-    assert "uncalibrated" in d.find_element(By.ID, "speak-info").text
+    assert "uncalibrated" in live_text(d, "#live-mic .ll-info")
     d.save_screenshot(str(artifacts_dir / "e2e_speak.png"))
     click_button(mic, "Stop")
 
@@ -246,7 +273,7 @@ def test_page_end_to_end(app, browser, artifacts_dir):
     assert "Paste exactly" in toast[0].text
     d.save_screenshot(str(artifacts_dir / "e2e_error.png"))
     open_tab(d, "Webcam")
-    wait_for(lambda: "results/s" in d.find_element(By.ID, "vision-info").text, "the page after the error")
+    wait_for(lambda: "results/s" in live_text(d, "#live-camera .ll-summary"), "the page after the error")
     assert text.strip()
 
 
@@ -254,20 +281,8 @@ def test_spoken_command_and_transcript_latency(tmp_path, spoken, artifacts_dir):
     """A fresh page (models preloading in the background since start): the fake microphone says a sentence,
     then a command. Commands mode must show the command's class; the time from the end of the sentence
     to its last word in the committed transcript is measured and written to test-artifacts/e2e_latency.json.
-
-    One retry on a fresh page and browser: in one full-suite run on the loaded 2-core machine the sentence
-    never reached the transcript (cause not found; alone it passes, 0.8-1.8 s). A second failure fails."""
-    try:
-        _spoken_command_and_transcript_latency(tmp_path / "try1", spoken, artifacts_dir)
-    except AssertionError as first:
-        print(f"\nfirst attempt failed ({first}); retrying once on a fresh page")
-        _spoken_command_and_transcript_latency(tmp_path / "try2", spoken, artifacts_dir)
-
-
-def _spoken_command_and_transcript_latency(tmp_path, spoken, artifacts_dir):
+    No retry: under load this once lost the sentence, because Gradio's stream event dropped audio chunks."""
     from selenium.webdriver.common.by import By
-
-    tmp_path.mkdir(parents=True, exist_ok=True)
 
     from demos.app import build_demo
     from demos.context import AppSettings
@@ -284,9 +299,9 @@ def _spoken_command_and_transcript_latency(tmp_path, spoken, artifacts_dir):
     d = launch_chromium(tmp_path, fake_camera(tmp_path), wav)
     try:
         d.get(f"http://127.0.0.1:{port}/")
-        wait_for(lambda: d.find_element(By.ID, "camera"), "the page")
+        wait_for(lambda: d.find_element(By.ID, "live-camera"), "the page")
         open_tab(d, "Speak")
-        wait_for(lambda: d.find_element(By.ID, "mic"), "the Speak tab")
+        wait_for(lambda: d.find_element(By.ID, "live-mic"), "the Speak tab")
         d.find_element(By.ID, "speak-mode").find_element(By.XPATH, ".//label[contains(., 'commands')]").click()
         box = d.find_element(By.ID, "speak-commands").find_element(By.CSS_SELECTOR, "textarea, input")
         box.clear()
@@ -296,29 +311,28 @@ def _spoken_command_and_transcript_latency(tmp_path, spoken, artifacts_dir):
                              for m in ("asr", "text-embedder", "command-scorer")), "the speech models", timeout_s=180)
         ready_s = time.monotonic() - started
         d.execute_script("window.__watch = ['homework'];")
-        mic = d.find_element(By.ID, "mic")
+        mic = d.find_element(By.ID, "live-mic")
         click_button(mic, "Record")
         wait_for(lambda: "homework" in d.execute_script("return window.__seen"), "the sentence's last word", 45)
-        wait_for(lambda: "stop p=" in d.find_element(By.ID, "speak-info").text, "the spoken command's class")
-        info = d.find_element(By.ID, "speak-info").text
+        wait_for(lambda: "stop p=" in live_text(d, "#live-mic .ll-info"), "the spoken command's class")
+        info = live_text(d, "#live-mic .ll-info")
         d.save_screenshot(str(artifacts_dir / "e2e_command.png"))
-        timing = d.execute_script("return {opened: window.__mic_opened, recording: window.__recording_started, "
-                                  "seen: window.__seen['homework']}")
+        timing = d.execute_script("return {opened: window.__mic_opened, seen: window.__seen['homework'], "
+                                  "lost: window.livelearner.mic.lastView.chunks_lost}")
         click_button(mic, "Stop")
     finally:
         d.quit()
         demo.close()
-    # The fake device plays its file from the start when the recording's stream opens (the last opening
-    # before the recorder started); the sentence ended ends[0] s into the file.
-    opened_ms = max(t for t in timing["opened"] if t <= timing["recording"] + 1.0)
+    # The fake device plays its file from the start when the recording's stream opens (the page opens one
+    # per recording); the sentence ended ends[0] s into the file.
+    opened_ms = timing["opened"][-1]
     latency_s = (timing["seen"] - opened_ms) / 1000 - ends[0]
     figures = {"latency_s": round(latency_s, 3), "sentence_end_in_file_s": round(ends[0], 3),
-               "mic_open_to_recording_ms": round(timing["recording"] - opened_ms, 1),
-               "models_ready_after_start_s": round(ready_s, 1), "audio_stream_every_s": settings.audio_stream_every_s,
+               "audio_chunks_lost": timing["lost"], "models_ready_after_start_s": round(ready_s, 1),
                "target_s": 1.5, "note": "2-core CPU shared with other jobs; one run"}
     (artifacts_dir / "e2e_latency.json").write_text(json.dumps(figures, indent=2) + "\n")
     print(f"\nend of sentence -> committed text on the page: {latency_s:.2f} s ({figures})")
-    assert "stop" in info and "heard" in info
+    assert "stop" in info and "heard" in info and timing["lost"] == 0
     # The issue's target is 1.5 s (a speed target: the benchmark bench.asr holds it); here a generous bound
     # only catches a broken path (a model loading on first use, chunks piling up), on a loaded shared CPU.
     assert 0.0 < latency_s <= 6.0, figures
