@@ -85,9 +85,12 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
                     heatmap = gr.Image(label="Grad-CAM", format="jpeg", visible=True, elem_id="heatmap")
                     explain_info = gr.Markdown()
             # the live camera reads its task and the person's name from the session state
+            def webcam_choice(state, task_name, who, request: gr.Request):
+                return live_transport.webcam_choice(ctx, state, task_name, who, request)
+
             for control in (task, person):
-                control.change(bind(tab_webcam.set_live_choice, ctx), [webcam_state, task, person], [webcam_state],
-                               queue=False, show_progress="hidden", **hidden)
+                control.change(webcam_choice, [webcam_state, task, person], [webcam_state], queue=False,
+                               show_progress="hidden", **hidden)
             local_event = local_start.click(bind(tab_webcam.local_camera, ctx), [local_spec, task, person],
                                             [annotated, probs, vision_info], concurrency_limit=1,
                                             concurrency_id="local-camera", show_progress="hidden", **hidden)
@@ -103,9 +106,12 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
                             concurrency_limit=settings.max_streams, concurrency_id="streams",
                             trigger_mode="always_last", show_progress="hidden")
             # a script's way onto the live connection: a token for a session of its own (bench.load uses it)
+            def live_session(task_name: str, who: str, request: gr.Request) -> str:
+                return live_transport.open_script_session(ctx, task_name, who, request)
+
             script_task, script_person, script_token = (gr.Textbox(visible=False) for _ in range(3))
-            gr.Button(visible=False).click(bind(live_transport.open_script_session, ctx), [script_task, script_person],
-                                           [script_token], api_name="live_session", queue=False)
+            gr.Button(visible=False).click(live_session, [script_task, script_person], [script_token],
+                                           api_name="live_session", queue=False)
             explain_btn.click(bind(tab_webcam.explain_last, ctx), [webcam_state], [heatmap, explain_info], **hidden)
             # a model deployed from the Train tab appears in the task list when the tab is opened again
             webcam_tab.select(lambda: gr.Dropdown(choices=tab_webcam.task_choices(ctx)), None, [task], queue=False, **hidden)
@@ -127,16 +133,18 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
                                       elem_id="speak-upload")
                     upload_btn = gr.Button("Transcribe the recording", elem_id="speak-run")
                 with gr.Column():
-                    committed = gr.Textbox(label="Transcript (committed)", lines=4, elem_id="transcript")
+                    committed = gr.Textbox(label="Uploaded recording: transcript", lines=4, elem_id="transcript")
                     partial = gr.Markdown(elem_id="partial")
-                    text_probs = gr.Label(num_top_classes=4, label="Class", elem_id="speak-probs")
+                    text_probs = gr.Label(num_top_classes=4, label="Uploaded recording: class", elem_id="speak-probs")
                     speak_info = gr.Markdown(elem_id="speak-info")
                     why_btn = gr.Button("Why? Nearest training phrases", elem_id="speak-why")
                     why = gr.Markdown(elem_id="speak-why-text")
             # the live microphone reads the mode, classes, commands and name from the session state
-            speak_choice = [speak_state, mode, labels, commands, person]
+            def speak_choice(state, mode_name, labels_text, commands_text, who, request: gr.Request):
+                return live_transport.speak_choice(ctx, state, mode_name, labels_text, commands_text, who, request)
+
             for control in (mode, labels, commands, person):
-                control.change(tab_speak.set_live_choice, speak_choice, [speak_state], queue=False,
+                control.change(speak_choice, [speak_state, mode, labels, commands, person], [speak_state], queue=False,
                                show_progress="hidden", **hidden)
             why_btn.click(bind(tab_speak.explain_last, ctx), [speak_state], [why], **hidden)
             upload_btn.click(bind(tab_speak.process_file, ctx), [upload, labels, person, mode, commands],
@@ -238,7 +246,11 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
             auto.change(lambda on: gr.Timer(active=on), [auto], [timer], **hidden)
 
         # a page gets its live token (and its session states) when it loads
-        demo.load(bind(live_transport.open_page, ctx), [webcam_state, speak_state, task, person, mode, labels, commands],
+        def page_load(webcam, speak, task_name, who, mode_name, labels_text, commands_text, request: gr.Request):
+            return live_transport.open_page(ctx, webcam, speak, task_name, who, mode_name, labels_text, commands_text,
+                                            request)
+
+        demo.load(page_load, [webcam_state, speak_state, task, person, mode, labels, commands],
                   [webcam_state, speak_state, camera, mic], queue=False, show_progress="hidden", **hidden)
 
     demo.live_routes = live_transport.routes(ctx)

@@ -59,14 +59,35 @@ def routes(ctx: AppContext) -> list[Any]:
     return [WebSocketRoute(LIVE_PATH, live)]
 
 
+def page_states(ctx: AppContext, webcam: Any, speak: Any, request: Any) -> Any:
+    """This browser session's LivePage (its states and token), made by whichever of its events comes first."""
+    def make() -> tuple[Any, Any]:
+        return (webcam if isinstance(webcam, tab_webcam.WebcamState) else tab_webcam.WebcamState(),
+                speak if isinstance(speak, tab_speak.SpeakState) else tab_speak.SpeakState())
+
+    return ctx.live_pages.page_for(getattr(request, "session_hash", None), getattr(request, "username", None), make)
+
+
 def open_page(ctx: AppContext, webcam: Any, speak: Any, task: str, person: str, mode: str, labels_text: str,
               commands_text: str, request: Any = None) -> tuple[Any, Any, dict, dict]:
-    """A page loaded: its session states (made here when new), filed under a fresh token that goes to
-    the page's two live components (never shown), with the page's current choices."""
-    webcam = tab_webcam.set_live_choice(ctx, webcam, task, person)
-    speak = tab_speak.set_live_choice(speak, mode, labels_text, commands_text, person)
-    token = ctx.live_pages.open_page(webcam, speak, getattr(request, "username", None))
-    return webcam, speak, {"token": token}, {"token": token}
+    """A page loaded: its session states with the page's current choices, and its token for the two live
+    components (never shown). request: the gr.Request (session and login)."""
+    page = page_states(ctx, webcam, speak, request)
+    tab_webcam.set_live_choice(ctx, page.webcam, task, person)
+    tab_speak.set_live_choice(page.speak, mode, labels_text, commands_text, person)
+    return page.webcam, page.speak, {"token": page.token}, {"token": page.token}
+
+
+def webcam_choice(ctx: AppContext, webcam: Any, task: str, person: str, request: Any = None) -> Any:
+    """The task menu or the name changed: the page's live camera uses them from its next frame."""
+    return tab_webcam.set_live_choice(ctx, page_states(ctx, webcam, None, request).webcam, task, person)
+
+
+def speak_choice(ctx: AppContext, speak: Any, mode: str, labels_text: str, commands_text: str, person: str,
+                 request: Any = None) -> Any:
+    """Mode, classes, commands or name changed: the page's live microphone uses them from its next chunk."""
+    return tab_speak.set_live_choice(page_states(ctx, None, speak, request).speak, mode, labels_text, commands_text,
+                                     person)
 
 
 def open_script_session(ctx: AppContext, task: str, person: str = "", request: Any = None) -> str:

@@ -45,6 +45,7 @@ def spoken(tmp_path: Path):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Browser tests first, on a fresh process: in full-suite runs the spoken-command page test failed
-    after the other tests (its sentence never reached the transcript; cause not found) and passed alone."""
+    """Browser tests first, while the process is fresh (they start servers and Chromium). The spoken-command
+    page test once failed only late in full-suite runs: the cause was Gradio's stream event dropping audio
+    chunks while the machine was busy; the live connection (demos/live_transport.py) delivers every chunk."""
     items.sort(key=lambda item: 0 if item.get_closest_marker("e2e") else 1)  # stable: order kept otherwise

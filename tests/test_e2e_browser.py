@@ -11,95 +11,46 @@ No retries: these failed under load when Gradio's stream event dropped audio; th
 from __future__ import annotations
 
 import json
-import shutil
-import socket
-import subprocess
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from skimage import data
 
+from bench import chromium
+from bench.chromium import BrowserMissing, free_port, video_to_y4m
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 WAIT_S = 90  # generous: first use loads the emotion model and Whisper on a 2-core CPU
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def fake_camera(folder: Path) -> Path:
-    """A 640x480 y4m of the astronaut's face."""
+    """A 640x480 10 fps y4m of the astronaut's face."""
     import cv2
 
-    if shutil.which("ffmpeg") is None:
-        pytest.skip("ffmpeg is needed to make the fake camera file")
     png = folder / "face.png"
     cv2.imwrite(str(png), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
-    y4m = folder / "face.y4m"
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-loop", "1", "-i", str(png), "-t", "1", "-r", "10", "-vf",
-                    "scale=640:480:force_original_aspect_ratio=decrease,pad=640:480:(ow-iw)/2:(oh-ih)/2",
-                    "-pix_fmt", "yuv420p", str(y4m)], check=True)
-    return y4m
+    try:
+        return video_to_y4m(png, folder, fps=10)
+    except BrowserMissing as e:
+        pytest.skip(str(e))
 
 
-def speech_end_s(wav: Path, floor_dbfs: float = -45.0) -> float:
-    """Where the speech in `wav` ends (seconds): the last 10 ms frame above floor_dbfs."""
-    import soundfile
-
-    audio, rate = soundfile.read(wav, dtype="float32")
-    frame = rate // 100
-    n = len(audio) // frame
-    rms = np.sqrt(np.mean(audio[: n * frame].reshape(n, frame) ** 2, axis=1) + 1e-12)
-    loud = np.flatnonzero(20 * np.log10(rms) > floor_dbfs)
-    return float((loud[-1] + 1) * frame / rate)
+def fake_microphone(folder: Path, spoken, phrases: tuple[str, ...]) -> tuple[Path, list[float]]:
+    """The phrases spoken by espeak-ng, half a second of silence first and 2 s after each."""
+    try:
+        return chromium.fake_microphone([spoken(text, sample_rate=48000) for text in phrases], folder)
+    except BrowserMissing as e:
+        pytest.skip(str(e))
 
 
-def fake_microphone(folder: Path, spoken, phrases: tuple[str, ...], pad_s: float = 0.5,
-                    gap_s: float = 2.0) -> tuple[Path, list[float]]:
-    """A 48 kHz WAV of the phrases, pad_s of silence first and gap_s after each
-    -> (path, where each phrase's speech ends, in seconds from the file's start)."""
-    import soundfile
+def launch_chromium(folder: Path, y4m: Path, wav: Path):
+    try:
+        return chromium.launch_chromium(folder, y4m, wav)
+    except BrowserMissing as e:
+        pytest.skip(str(e))
 
-    pieces, ends, t = [], [], 0.0
-    for i, text in enumerate(phrases):
-        clip = spoken(text, sample_rate=48000)
-        lead = pad_s if i == 0 else 0.0
-        ends.append(t + lead + speech_end_s(clip))
-        padded = folder / f"phrase{i}.wav"
-        subprocess.run(["sox", str(clip), str(padded), "pad", str(lead), str(gap_s)], check=True)
-        pieces.append(padded)
-        t += soundfile.info(padded).duration
-    wav = folder / "speech.wav"
-    subprocess.run(["sox", *map(str, pieces), str(wav)], check=True)
-    return wav, ends
-
-
-# Runs in the page before Gradio's code: the time each microphone stream opened (Chromium's fake device
-# plays its file from the start for each new stream) and when the live transcript first held each word.
-TIMING_JS = """
-window.__mic_opened = [];
-const open = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
-navigator.mediaDevices.getUserMedia = async (c) => {
-  const stream = await open(c);
-  if (c && c.audio) window.__mic_opened.push(performance.now());
-  return stream;
-};
-window.__seen = {};
-setInterval(() => {
-  const box = document.querySelector('#live-mic .ll-transcript');
-  if (!box) return;
-  const text = box.textContent.toLowerCase();
-  for (const w of (window.__watch || [])) {
-    if (!(w in window.__seen) && text.includes(w)) window.__seen[w] = performance.now();
-  }
-}, 10);
-"""
 
 # The overlay as drawn: the newest result's first box mapped onto the canvas as the page maps it, and
 # the canvas pixels on that box's left edge and in the middle of the box (the face shows through).
@@ -119,25 +70,6 @@ return {colour: p.colour, text: p.text, edge: px(x0, (y0 + y1) / 2), inside: px(
         canvas: [canvas.width, canvas.height]};
 """
 
-
-def launch_chromium(folder: Path, y4m: Path, wav: Path):
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.skip("Debian's chromium and chromium-driver are needed")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,1100",
-                "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                f"--use-file-for-fake-video-capture={y4m}", f"--use-file-for-fake-audio-capture={wav}",
-                f"--user-data-dir={folder / 'chrome-profile'}"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    driver.set_page_load_timeout(60)
-    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": TIMING_JS})
-    return driver
 
 
 @pytest.fixture
@@ -200,7 +132,7 @@ def live_text(d, selector: str) -> str:
     return d.find_element(By.CSS_SELECTOR, selector).text
 
 
-def test_page_end_to_end(app, browser, artifacts_dir):
+def test_page_end_to_end(browser, app, artifacts_dir):  # media first: the app preloads torch in a thread
     from selenium.webdriver.common.by import By
 
     url, ctx = app
@@ -310,14 +242,20 @@ def test_spoken_command_and_transcript_latency(tmp_path, spoken, artifacts_dir):
         wait_for(lambda: all(f"{m}: ready" in d.find_element(By.ID, "model-status").text
                              for m in ("asr", "text-embedder", "command-scorer")), "the speech models", timeout_s=180)
         ready_s = time.monotonic() - started
-        d.execute_script("window.__watch = ['homework'];")
+        d.execute_script("window.__watch = ['my homework'];")
         mic = d.find_element(By.ID, "live-mic")
         click_button(mic, "Record")
-        wait_for(lambda: "homework" in d.execute_script("return window.__seen"), "the sentence's last word", 45)
-        wait_for(lambda: "stop p=" in live_text(d, "#live-mic .ll-info"), "the spoken command's class")
+        try:
+            wait_for(lambda: "my homework" in d.execute_script("return window.__seen"), "the sentence's last word", 45)
+        except AssertionError as e:
+            raise AssertionError(f"{e}; the page shows {live_text(d, '#live-mic')!r}") from e
+        try:
+            wait_for(lambda: "stop p=" in live_text(d, "#live-mic .ll-info"), "the spoken command's class")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; the page shows {live_text(d, '#live-mic')!r}") from e
         info = live_text(d, "#live-mic .ll-info")
         d.save_screenshot(str(artifacts_dir / "e2e_command.png"))
-        timing = d.execute_script("return {opened: window.__mic_opened, seen: window.__seen['homework'], "
+        timing = d.execute_script("return {opened: window.__mic_opened, seen: window.__seen['my homework'], "
                                   "lost: window.livelearner.mic.lastView.chunks_lost}")
         click_button(mic, "Stop")
     finally:

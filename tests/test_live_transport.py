@@ -157,3 +157,19 @@ def test_audio_out_of_order_and_gaps_are_told_and_counted(app, spoken):
     assert final["chunks_lost"] == 3 and final["gaps"] == 1
     assert final["chunks_received"] == len(chunks) - 3
     assert final["received_s"] == pytest.approx((len(samples) - 3 * (rate // 10)) / rate, abs=0.01)
+
+
+def test_a_script_gets_its_own_live_session_under_its_login(app):
+    """gradio_client's `live_session` endpoint: a token bound to the script's login, usable only with it."""
+    from gradio_client import Client
+
+    port, ctx = app
+    token = Client(f"http://127.0.0.1:{port}/", auth=("ana", "secret"), verbose=False).predict(
+        "emotion", "script", api_name="/live_session")
+    with connect(url(port, "video", token), additional_headers={"Cookie": login(port, "ana", "secret")},
+                 open_timeout=10) as ws:
+        ws.send(pack({"type": "frame", "seq": 0, "t_capture_ms": 1.0}, jpeg(data.astronaut())))
+        assert [p["label"] for p in receive(ws, "result")["predictions"]] == ["happy"]
+    with pytest.raises(InvalidStatus):  # bob cannot use ana's session
+        connect(url(port, "video", token), additional_headers={"Cookie": login(port, "bob", "other")},
+                open_timeout=10).close()
