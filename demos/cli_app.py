@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--auth", metavar="USER:PASS", help="login for teammates (generated if --share or a LAN host is used without it)")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="where samples, the review queue and trained models are kept (default $LIVELEARNER_HOME/app)")
-    p.add_argument("--max-streams", type=int, default=16, help="simultaneous webcam/microphone streams (default 16)")
+    p.add_argument("--max-streams", type=int, default=16, help="live frames and audio chunks handled at once (default 16)")
     p.add_argument("--max-file-size", default="25mb", help="largest upload accepted (default 25mb)")
     p.add_argument("--accept-at", type=float, default=0.9,
                    help="auto-accept predictions whose calibrated top probability is at least this; the band below "

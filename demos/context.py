@@ -34,12 +34,8 @@ def default_data_dir() -> Path:
 @dataclass(frozen=True)
 class AppSettings:
     data_dir: Path = field(default_factory=default_data_dir)  # samples/, review/, bundles/ live here
-    stream_every_s: float = 0.1  # webcam frame period sent by the browser (10 fps)
-    # microphone chunk period: Gradio 6's microphone records in 0.1 s slices, so shorter asks give nothing;
-    # at 0.5 s the wait for the chunk alone was a third of a word's latency
-    audio_stream_every_s: float = 0.1
-    stream_time_limit_s: int = 600  # one streaming session holds a worker at most this long
-    max_streams: int = 16  # simultaneous webcam / microphone streams (one worker each)
+    stream_time_limit_s: int = 600  # this machine's camera (Webcam tab) runs at most this long per click
+    max_streams: int = 16  # live frames / audio chunks handled at once (threads of the live connection)
     max_concurrency: int = 8  # other events (buttons, uploads) running at once
     queue_max_size: int = 64  # waiting events beyond this are refused ("queue full"), not piled up
     max_file_size: str = "25mb"  # upload limit enforced by Gradio before our code runs
