@@ -16,6 +16,7 @@ Concurrency: the models are shared and thread-safe for inference; button events 
 from __future__ import annotations
 
 import functools
+import time
 
 import gradio as gr
 
@@ -31,16 +32,46 @@ INTRO = (
 )
 
 
+REACHABLE_TIMEOUT_S = 60.0  # how long a started server may take to answer its first request
+
+
 class LivePage(gr.Blocks):
     """gr.Blocks whose server also carries the live connection's WebSocket route (same origin, same port,
-    behind the same --auth and --share as the page)."""
+    behind the same --auth and --share as the page).
+
+    Started without blocking, it also waits up to REACHABLE_TIMEOUT_S for the server to answer, instead of
+    Gradio's own check, which gives up after one 3 s request and then refuses to start ("When localhost is
+    not accessible, a shareable link must be created"): on a busy 2-core laptop (a test run with four busy
+    processes beside it) the first answer took longer than that, though the server was fine."""
 
     live_routes: list = []
 
     def launch(self, *args, **kwargs):
         app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})
         app_kwargs["routes"] = [*app_kwargs.get("routes", []), *self.live_routes]
-        return super().launch(*args, app_kwargs=app_kwargs, **kwargs)
+        patient = bool(kwargs.get("prevent_thread_lock")) and not kwargs.get("share")
+        if patient:
+            kwargs["_frontend"] = False  # Gradio's 3-second reachability check; ours follows
+        result = super().launch(*args, app_kwargs=app_kwargs, **kwargs)
+        if patient:
+            wait_reachable(self.local_url, REACHABLE_TIMEOUT_S)
+        return result
+
+
+def wait_reachable(url: str, timeout_s: float) -> None:
+    """Wait until the server at `url` answers an HTTP request (any status); OSError after timeout_s."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            httpx.head(url, timeout=min(10.0, timeout_s), verify=False)
+            return
+        except httpx.HTTPError as e:
+            if time.monotonic() > deadline:
+                raise OSError(f"The page's server at {url} did not answer within {timeout_s:.0f} s ({e}). "
+                              "Is a proxy or firewall blocking localhost?") from e
+            time.sleep(0.5)
 
 
 def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = None) -> gr.Blocks:

@@ -152,8 +152,10 @@ def test_page_end_to_end(browser, app, artifacts_dir):  # media first: the app p
     # the box's edge is drawn in the decision's colour; inside the box the video shows through (transparent)
     assert all(abs(a - b) <= 40 for a, b in zip(overlay["edge"][:3], overlay["colour"])) and overlay["edge"][3] > 200, overlay
     assert overlay["inside"][3] == 0, overlay
-    stats = d.execute_script("return window.livelearner.camera")
-    assert stats["results"] >= 5 and stats["errors"] == 0 and stats["displayedFrames"] > stats["results"] / 2
+    # results keep coming (how fast is bench.browser's business), without errors, over the page's own video
+    stats = wait_for(lambda: (s := d.execute_script("return window.livelearner.camera"))["results"] >= 5 and s,
+                     "five results")
+    assert stats["errors"] == 0 and stats["displayedFrames"] > stats["results"] / 2
     assert "ms ago" in live_text(d, "#live-camera .ll-age")  # what the overlay is drawing for
     d.save_screenshot(str(artifacts_dir / "e2e_webcam.png"))
 
