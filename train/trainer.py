@@ -119,10 +119,12 @@ def assess(logits: np.ndarray, targets: np.ndarray, curves: Curves, *, n_classes
 
 
 def assess_heads(logits: np.ndarray, targets: np.ndarray, curves: Curves, *, heads: Sequence[str], n_train: int,
-                 coverage: float | None, plots_dir: str | Path, title: str, notes: Sequence[str] = ()) -> Assessment:
+                 coverage: float | None, plots_dir: str | Path, title: str, notes: Sequence[str] = (),
+                 chance_loss: float | None = None) -> Assessment:
     """`assess` for several binary heads: logits (N, H) of each head's second class, targets (N, H) in {0, 1}.
     Each head gets its own temperature and conformal threshold (`calibrate` on [0, z], whose softmax is
-    sigmoid(z)); one diagnosis of the shared curves; one reliability diagram of all heads pooled."""
+    sigmoid(z)); one diagnosis of the shared curves (chance_loss: their loss's chance level when it is not the
+    heads' log 2); one reliability diagram of all heads pooled."""
     z, y = np.asarray(logits, np.float64), np.asarray(targets, int)
     pairs = np.stack([np.zeros_like(z), z], axis=-1)  # (N, H, 2): softmax = [1 - sigmoid(z), sigmoid(z)]
     reports = {name: calibrate(pairs[:, h], y[:, h], coverage) for h, name in enumerate(heads)}
@@ -132,7 +134,8 @@ def assess_heads(logits: np.ndarray, targets: np.ndarray, curves: Curves, *, hea
     flat_y = y.reshape(-1)
     pooled = CalibrationReport(1.0, ece(before, flat_y), ece(after, flat_y), _mean_nll(before, flat_y),
                                _mean_nll(after, flat_y), coverage, None, None, len(y))
-    diag = diagnose(curves.train_loss, curves.valid_loss, n_classes=2, n_train=n_train, n_valid=len(y))
+    diag = diagnose(curves.train_loss, curves.valid_loss, n_classes=2, n_train=n_train, n_valid=len(y),
+                    chance_loss=chance_loss)
     plots_dir = Path(plots_dir)
     plots_dir.mkdir(parents=True, exist_ok=True)
     plots = {"learning_curves": plot_curves(curves, plots_dir / "learning_curves.png", f"{title}: {diag.name}"),
