@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from models.bundle import load_bundle
     from models.shipped import shipped_bundle
-    from train.calibration import empirical_coverage
+    from train.calibration import ece, empirical_coverage
     from models.personality import simulate_adaptive
     from train.personality_recipe import country_split, question_curve, read_responses
 
@@ -82,6 +82,9 @@ def main(argv: list[str] | None = None) -> None:
     coverage = [empirical_coverage(np.stack([1 - p_high[:, h], p_high[:, h]], 1), targets[:, h],
                                    bundle.heads[h].conformal_qhat)[0] for h in range(len(qn.traits))]
     adaptive = np.array(curve["adaptive"]["accuracy"]).mean(axis=1)  # (N_MAX,)
+    adaptive_confidence = np.array(curve["adaptive"]["confidence"]).mean(axis=1)  # (N_MAX,)
+    ece_adaptive_7 = [ece(np.stack([1 - p_adaptive[:, 6, h], p_adaptive[:, 6, h]], 1), targets[:, h])
+                      for h in range(len(qn.traits))]
     reach = np.flatnonzero(adaptive >= acc_fixed.mean())
     needed_fixed_length = int(reach[0] + 1) if len(reach) else None
     stopped = stopping_rule(p_adaptive, targets, float(acc_fixed.mean()))
@@ -92,6 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  mean accuracy {acc_fixed.mean():.3f}, worst ECE {max(short['ece']):.3f}")
     print("adaptive (mean accuracy over the five traits after K questions):")
     print("  " + "  ".join(f"{k + 1}:{a:.3f}" for k, a in enumerate(adaptive)))
+    print("  mean confidence: " + "  ".join(f"{k + 1}:{c:.3f}" for k, c in enumerate(adaptive_confidence)))
+    print(f"  after 7 questions: worst ECE {max(ece_adaptive_7):.3f}")
     print(f"  the same number for everyone: reaches the fixed form's {acc_fixed.mean():.3f} after "
           f"{needed_fixed_length or f'more than {N_MAX}'} questions")
     if stopped:
@@ -110,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
            "acc_adaptive_stopped_mean": stopped["accuracy"] if stopped else None,
            **{f"acc_adaptive_at_{k + 1}": float(a) for k, a in enumerate(adaptive)},
            "acc_fixed10": dict(zip(qn.traits, acc_fixed.tolist())), "ece_fixed10": dict(zip(qn.traits, short["ece"])),
-           "coverage90_fixed10_min": float(min(coverage)), "n_respondents": int(len(test_idx)),
+           "coverage90_fixed10_min": float(min(coverage)), "ece_adaptive_at_7_max": float(max(ece_adaptive_7)), "n_respondents": int(len(test_idx)),
            "n_countries": len(set(data.countries[test_idx])), "quick": bool(args.quick),
            "seconds": round(seconds, 1), "load_1min": round(load, 2)}
     print(json.dumps(out))

@@ -164,9 +164,9 @@ def curve_figure(ctx: AppContext) -> Any:
         n = c["n_questions"]
         ax.plot(n, np.mean(c["accuracy"], axis=1), style, color="C0", label=f"{name}: accuracy")
         ax.plot(n, np.mean(c["confidence"], axis=1), style, color="C1", label=f"{name}: mean confidence")
-    ax.set(xlabel="questions answered", ylabel="mean over the five traits", ylim=(0.5, 1.0),
-           title=f"Held-out people ({curve.get('measured_on', 'held-out respondents')})")
-    ax.title.set_fontsize(8)
+    ax.set(xlabel=f"questions answered ({curve.get('measured_on', 'held-out respondents')})",
+           ylabel="mean over the five traits", ylim=(0.5, 1.0), xticks=adaptive["n_questions"][::2])
+    ax.xaxis.label.set_fontsize(7)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
