@@ -183,24 +183,7 @@ def build_demo(settings: AppSettings | None = None, ctx: AppContext | None = Non
 
         # --- Questions --------------------------------------------------------------------------
         with gr.Tab("Questions", id="questions"):
-            answers = [gr.Slider(tab_questions.SCALE_MIN, tab_questions.SCALE_MAX, value=3, step=1, label=text)
-                       for _, text in tab_questions.QUESTIONS]
-            pasted = gr.Textbox(label="…or paste all answers as numbers, e.g. 3,4,2,5,1,3,4,2", elem_id="pasted")
-            with gr.Row():
-                q_label = gr.Textbox(label="Your type (label, for training)", max_lines=1)
-                q_save = gr.Button("Save as training sample")
-                q_btn = gr.Button("Classify my answers", variant="primary", elem_id="q-run")
-            q_probs = gr.Label(num_top_classes=4, label="Type probabilities")
-            q_info = gr.Markdown(elem_id="q-info")
-
-            def classify(pasted_text, who, *values):
-                return tab_questions.classify(ctx, *values, pasted=pasted_text, person=who)
-
-            def save(pasted_text, label, who, *values):
-                return tab_questions.save_sample(ctx, *values, pasted=pasted_text, label=label, person=who)
-
-            q_btn.click(classify, [pasted, person, *answers], [q_probs, q_info], api_name="questions")
-            q_save.click(save, [pasted, q_label, person, *answers], [q_info], api_name="questions_save")
+            tab_questions.build(ctx, person)
 
         # --- Train ------------------------------------------------------------------------------
         with gr.Tab("Train", id="train"):

@@ -1,4 +1,4 @@
-"""`livelearner train-default emotion|sign --data TRAINDATA --out DIR`: retrain a shipped default model.
+"""`livelearner train-default emotion|sign|personality --data TRAINDATA --out DIR`: retrain a shipped default model.
 
 The one command per shipped model that retrains it from a data folder and reproduces its metrics
 (within noise: seeds are fixed, but thread scheduling makes CPU training not bit-exact).
@@ -7,6 +7,9 @@ The one command per shipped model that retrains it from a data folder and reprod
     sign     DATA is a folder holding asl_other_signers/<LETTER>/*.jpg and asl_alphabet_train/<class>/*.jpg;
              both learners (hand landmarks, cropped-hand pixels) are trained cross-signer and same-signer,
              and the better cross-signer one is written to OUT
+    personality  DATA is the folder holding answers.csv and items.tsv (traindata/personality_questionnaire),
+             or a folder holding personality_questionnaire/; split by country (train / calibration / test),
+             the Questions tab's trait model with its accuracy-vs-questions curve is written to OUT
     packaged-emotion  no training: writes the packaged mini-Xception as a bundle (no --data), so that
              `livelearner compare` can test the project's model against it:
              livelearner compare PACKAGED_BUNDLE OWN_BUNDLE FACE_FOLDER
@@ -20,9 +23,9 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("train-default", help="retrain a shipped default model (emotion or sign) from data",
+    p = subparsers.add_parser("train-default", help="retrain a shipped default model (emotion, sign or personality) from data",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", choices=("emotion", "sign", "packaged-emotion"))
+    p.add_argument("model", choices=("emotion", "sign", "personality", "packaged-emotion"))
     p.add_argument("--data", type=Path, help="training data folder (see above)")
     p.add_argument("--out", required=True, type=Path,
                    help="bundle folder to write (an existing one is refused, see --overwrite)")
@@ -75,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.model == "emotion":
             out = _emotion(args, log)
+        elif args.model == "personality":
+            out = _personality(args, log)
         else:
             out = _sign(args, log)
     except (FileNotFoundError, ValueError, BundleError, CaptureError, SettingsError) as e:
@@ -106,3 +111,11 @@ def _sign(args: argparse.Namespace, log) -> Path:
     kw = {"landmark_epochs": args.epochs} if args.epochs is not None else {}
     recipe = SignRecipe(data=args.data, out=args.out, overwrite=args.overwrite, eval_data=args.eval, **kw)
     return retrain_sign(recipe, log=log)
+
+
+def _personality(args: argparse.Namespace, log) -> Path:
+    from train.personality_recipe import PersonalityRecipe, retrain_personality
+
+    data = args.data / "personality_questionnaire" if (args.data / "personality_questionnaire").is_dir() else args.data
+    kw = {"epochs": args.epochs} if args.epochs is not None else {}
+    return retrain_personality(PersonalityRecipe(data=data, out=args.out, overwrite=args.overwrite, **kw), log=log)

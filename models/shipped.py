@@ -26,6 +26,13 @@ SHIPPED: tuple[ShippedModel, ...] = (
         "sign",
         "ASL letters A-Z from mediapipe hand landmarks (invariant features, MLP), trained on 6+ other signers",
     ),
+    ShippedModel(
+        "livelearner-personality",
+        "personality_traits",
+        "personality",
+        "Big Five traits (each high or low) from any subset of the 50 IPIP items answered, and the next question "
+        "to ask; trained on Open Psychometrics respondents, calibrated on held-out countries",
+    ),
 )
 
 
@@ -38,7 +45,8 @@ def shipped_model(name: str) -> ShippedModel:
 
 
 def shipped_bundle(task: str) -> Path | None:
-    """The shipped default bundle folder for `task` ("sign"), or None when it is not in this checkout."""
+    """The shipped default bundle folder for `task` ("sign", "personality"), or None when it is not in this
+    checkout."""
     for m in SHIPPED:
         if m.task == task and (m.path / "bundle.json").is_file():
             return m.path

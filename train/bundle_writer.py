@@ -18,7 +18,7 @@ import numpy as np
 
 from torch import nn
 
-from models.architectures import ArchitectureError, VectorMLP, build_model, load_weights
+from models.architectures import ArchitectureError, TraitNet, VectorMLP, build_model, load_weights
 from models.bundle import BACKENDS, BUNDLE_FORMAT, TASKS, WEIGHTS_FILE, BundleError
 from models.prediction import RoutingPolicy
 
@@ -28,8 +28,11 @@ def save_bundle(out: str | os.PathLike, *, task: str, backend: str, classes: Seq
                 temperature: float = 1.0, conformal_qhat: float | None = None, coverage: float | None = None,
                 policy: RoutingPolicy = RoutingPolicy(), input_spec: dict[str, Any] | None = None,
                 card: dict[str, Any] | None = None, extra_files: dict[str, Path] | None = None,
-                overwrite: bool = False, **spec_extra: Any) -> Path:
+                overwrite: bool = False, heads: Sequence[dict[str, Any]] | None = None, **spec_extra: Any) -> Path:
     """Write a bundle folder atomically: built in a temporary sibling, then renamed into place.
+
+    heads: a multi-head bundle's (backend "heads") calibration per head, [{"name", "temperature",
+    "conformal_qhat"}, ...] (models/bundle.py); its top-level temperature and threshold are then unused.
 
     An existing `out` (bundle or not) is never deleted: without `overwrite` it is refused up front
     (BundleExistsError); with it, once the new bundle is complete the old folder is renamed to a
@@ -44,9 +47,12 @@ def save_bundle(out: str | os.PathLike, *, task: str, backend: str, classes: Seq
     try:
         spec = {"format": BUNDLE_FORMAT, "task": task, "backend": backend, "classes": list(classes),
                 "temperature": float(temperature), "conformal_qhat": conformal_qhat, "coverage": coverage,
-                "calibrated": backend != "zeroshot" and (temperature != 1.0 or conformal_qhat is not None),
+                "calibrated": backend != "zeroshot" and (temperature != 1.0 or conformal_qhat is not None
+                                                         or bool(heads)),
                 "policy": {"accept_at": policy.accept_at, "abstain_below": policy.abstain_below},
                 "input": input_spec or {}, "created_at_s": time.time(), **spec_extra}
+        if heads is not None:
+            spec["heads"] = [dict(h) for h in heads]
         if learner is not None:
             spec["arch"] = describe_arch(learner.model)
             if backend == "tabular":
@@ -133,6 +139,9 @@ def describe_arch(model: nn.Module) -> dict[str, Any]:
     if isinstance(model, VectorMLP):
         return {"name": "vector_mlp", "dim": int(model.mean.shape[0]), "hidden": [m.out_features for m in linears[:-1]],
                 "n_classes": linears[-1].out_features, "dropout": float(dropouts[0]) if dropouts else 0.0}
+    if isinstance(model, TraitNet):
+        return {"name": "trait_net", "n_items": model.n_items, "n_levels": model.n_levels, "n_heads": model.n_heads,
+                "hidden": [m.out_features for m in linears[:-1]], "dropout": float(dropouts[0]) if dropouts else 0.0}
     if isinstance(model, TabularModel):
         blocks = list(model.layers)  # LinBnDrop per layer: [BatchNorm1d?, Dropout?, Linear, act?] or Linear first
         first = list(blocks[0])
@@ -193,7 +202,8 @@ def render_card_md(card: dict[str, Any]) -> str:
     if card.get("calibration"):
         c = card["calibration"]
         lines += ["", "## Calibration",
-                  f"Temperature {c.get('temperature', 1.0):.3f}; ECE {c.get('ece_before', float('nan')):.3f} "
+                  ("A temperature per head (below), all heads pooled" if c.get("heads") else
+                   f"Temperature {c.get('temperature', 1.0):.3f}") + f"; ECE {c.get('ece_before', float('nan')):.3f} "
                   f"before, {c.get('ece_after', float('nan')):.3f} after (fitted on validation; both measured on "
                   "the examples it was fitted on)."]
         if c.get("text"):
@@ -203,6 +213,11 @@ def render_card_md(card: dict[str, Any]) -> str:
         if c.get("conformal_qhat") is not None:
             lines.append(f"Conformal sets at {c.get('coverage')} coverage: qhat {c['conformal_qhat']:.3f}, "
                          f"mean set size {c.get('mean_set_size', float('nan')):.2f}.")
+        for name, h in (c.get("heads") or {}).items():
+            sets = (f", {h['coverage']:.0%} sets: qhat {h['conformal_qhat']:.3f}, mean size {h['mean_set_size']:.2f}"
+                    if h.get("conformal_qhat") is not None else ", no prediction sets")
+            lines.append(f"- {name}: temperature {h['temperature']:.3f}, ECE {h['ece_before']:.3f} -> "
+                         f"{h['ece_after']:.3f}{sets}")
     if card.get("diagnosis"):
         d = card["diagnosis"]
         lines += ["", "## Diagnosis from the learning curves", f"**{d.get('name')}**: {d.get('explanation', '')}",

@@ -65,15 +65,16 @@ class Diagnosis:
 
 
 def diagnose(train_loss: Sequence[float], valid_loss: Sequence[float], *, n_classes: int | None = None,
-             n_train: int | None = None, n_valid: int | None = None) -> Diagnosis:
-    """Name the case shown by per-epoch losses (train loss averaged over the epoch, valid at its end)."""
+             n_train: int | None = None, n_valid: int | None = None, chance_loss: float | None = None) -> Diagnosis:
+    """Name the case shown by per-epoch losses (train loss averaged over the epoch, valid at its end).
+    chance_loss: the loss of a model that knows nothing, when it is not log(n_classes) (a combined loss)."""
     tr, va = np.asarray(train_loss, dtype=float), np.asarray(valid_loss, dtype=float)
     if len(tr) != len(va) or len(tr) == 0:
         raise ValueError(f"need one training and one validation loss per epoch, got {len(tr)} and {len(va)}")
     if not (np.all(np.isfinite(tr)) and np.all(np.isfinite(va))):
         return _make("underfit-capacity", "the loss became infinite or NaN: training diverged "
                      "(lower the learning rate)", {})
-    scale = math.log(n_classes) if n_classes and n_classes > 1 else max(tr.max(), va.max(), 1e-8)
+    scale = chance_loss or (math.log(n_classes) if n_classes and n_classes > 1 else max(tr.max(), va.max(), 1e-8))
     tr_s, va_s = tr / scale, va / scale  # losses as a share of the chance-level loss
     epochs = len(tr)
     if epochs < 3:

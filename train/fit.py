@@ -100,7 +100,8 @@ class Curves:
 
 
 class CurveRecorder(Callback):
-    """Per-epoch mean loss and accuracy on training batches and on the validation set."""
+    """Per-epoch mean loss and accuracy on training batches and on the validation set. A loss function with a
+    `count_correct(pred, target) -> (correct, n)` method says itself what counts (e.g. several heads each)."""
 
     order = 55  # after fastai's Recorder has the loss
 
@@ -110,24 +111,27 @@ class CurveRecorder(Callback):
         self.log = log  # called with one line per epoch
 
     def before_epoch(self):
-        self._sums = {True: [0.0, 0, 0], False: [0.0, 0, 0]}  # training? -> [loss sum, correct, count]
+        self._sums = {True: [0.0, 0, 0, 0], False: [0.0, 0, 0, 0]}  # training? -> [loss sum, examples, correct, count]
         self._started = time.perf_counter()
 
     def after_batch(self):
         y = self.yb[0] if self.yb else None
         if y is None or self.pred is None:
             return
-        n = int(y.shape[0])
         s = self._sums[bool(self.training)]
-        s[0] += float(self.loss.detach()) * n
-        s[1] += int((self.pred.detach().argmax(dim=-1) == y).sum())
-        s[2] += n
+        s[0] += float(self.loss.detach()) * int(y.shape[0])
+        s[1] += int(y.shape[0])
+        counter = getattr(self.learn.loss_func, "count_correct", None)  # several outputs per example
+        correct, n = counter(self.pred.detach(), y) if counter else (
+            int((self.pred.detach().argmax(dim=-1) == y).sum()), int(y.shape[0]))
+        s[2] += correct
+        s[3] += n
 
     def after_epoch(self):
         for training, (loss_list, acc_list) in ((True, (self.curves.train_loss, self.curves.train_accuracy)),
                                                 (False, (self.curves.valid_loss, self.curves.valid_accuracy))):
-            total, correct, n = self._sums[training]
-            loss_list.append(total / n if n else float("nan"))
+            total, examples, correct, n = self._sums[training]
+            loss_list.append(total / examples if examples else float("nan"))
             acc_list.append(correct / n if n else float("nan"))
         c = self.curves
         c.stage.append(self.stage)

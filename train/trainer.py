@@ -11,8 +11,8 @@
 
 Its steps are the ONE training path: the default-model recipes (`train.emotion_recipe`,
 `train.sign_recipe`) bring their own data loading and settings and call the same three functions:
-`fit_and_validate` (train, then validation logits), `assess` (calibrate, diagnose, plot) and
-`write_bundle` (model card + bundle).
+`fit_and_validate` (train, then validation logits), `assess` (calibrate, diagnose, plot; `assess_heads` for
+a network with several binary heads, as `train.personality_recipe`'s) and `write_bundle` (model card + bundle).
 `evaluate_bundle` and `compare_bundles` score bundles on labelled data (McNemar for the comparison).
 """
 from __future__ import annotations
@@ -90,10 +90,11 @@ def fit_and_validate(learn: Any, task: str, fit: FitSettings, log: Callable[[str
 class Assessment:
     """What validation says about a fitted model: calibration, diagnosis, plots, and warnings for the card."""
 
-    calibration: CalibrationReport
+    calibration: CalibrationReport  # several heads: all heads pooled, each after its own temperature
     diagnosis: Diagnosis
     plots: dict[str, Path]
     warnings: list[str]
+    heads: dict[str, CalibrationReport] = field(default_factory=dict)  # several binary heads: each one's own
 
 
 def assess(logits: np.ndarray, targets: np.ndarray, curves: Curves, *, n_classes: int, n_train: int,
@@ -117,6 +118,40 @@ def assess(logits: np.ndarray, targets: np.ndarray, curves: Curves, *, n_classes
     return Assessment(cal, diag, plots, found)
 
 
+def assess_heads(logits: np.ndarray, targets: np.ndarray, curves: Curves, *, heads: Sequence[str], n_train: int,
+                 coverage: float | None, plots_dir: str | Path, title: str, notes: Sequence[str] = (),
+                 chance_loss: float | None = None) -> Assessment:
+    """`assess` for several binary heads: logits (N, H) of each head's second class, targets (N, H) in {0, 1}.
+    Each head gets its own temperature and conformal threshold (`calibrate` on [0, z], whose softmax is
+    sigmoid(z)); one diagnosis of the shared curves (chance_loss: their loss's chance level when it is not the
+    heads' log 2); one reliability diagram of all heads pooled."""
+    z, y = np.asarray(logits, np.float64), np.asarray(targets, int)
+    pairs = np.stack([np.zeros_like(z), z], axis=-1)  # (N, H, 2): softmax = [1 - sigmoid(z), sigmoid(z)]
+    reports = {name: calibrate(pairs[:, h], y[:, h], coverage) for h, name in enumerate(heads)}
+    temps = np.array([r.temperature for r in reports.values()])
+    before = softmax(pairs.reshape(-1, 2))  # (N * H, 2), row n * H + h
+    after = softmax((pairs / temps[None, :, None]).reshape(-1, 2))
+    flat_y = y.reshape(-1)
+    pooled = CalibrationReport(1.0, ece(before, flat_y), ece(after, flat_y), _mean_nll(before, flat_y),
+                               _mean_nll(after, flat_y), coverage, None, None, len(y))
+    diag = diagnose(curves.train_loss, curves.valid_loss, n_classes=2, n_train=n_train, n_valid=len(y),
+                    chance_loss=chance_loss)
+    plots_dir = Path(plots_dir)
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    plots = {"learning_curves": plot_curves(curves, plots_dir / "learning_curves.png", f"{title}: {diag.name}"),
+             "reliability": reliability_diagram(before, after, flat_y, plots_dir / "reliability.png",
+                                                "Reliability, all heads pooled (validation)")}
+    found = list(notes)
+    if len(y) < SMALL_VALIDATION:
+        found.append(f"only {len(y)} validation examples: calibration is rough; aim for {SMALL_VALIDATION}+")
+    found += [f"{name}: {w}" for name, r in reports.items() for w in r.warnings]
+    return Assessment(pooled, diag, plots, found, reports)
+
+
+def _mean_nll(probs: np.ndarray, labels: np.ndarray) -> float:
+    return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).mean())
+
+
 def calibration_text(cal: CalibrationReport, fitted_on: str = "the validation split", new_data: str | None = None
                      ) -> str:
     """What a bundle's Predictions say about their probabilities (bundle.json "calibration"): the data the
@@ -132,19 +167,43 @@ def calibration_text(cal: CalibrationReport, fitted_on: str = "the validation sp
 
 def write_bundle(out: str | Path, *, task: str, backend: str, classes: Sequence[str], learner: Any,
                  assessment: Assessment, input_spec: dict[str, Any], card: dict[str, Any], accept_at: float = 0.9,
-                 overwrite: bool = False, calibrated_on: str = "the validation split", **spec_extra: Any) -> Path:
-    """Save the bundle with its calibration, diagnosis, warnings and plots on the card (plus `card`'s entries).
+                 overwrite: bool = False, calibrated_on: str = "the validation split",
+                 extra_files: dict[str, Path] | None = None, **spec_extra: Any) -> Path:
+    """Save the bundle with its calibration, diagnosis, warnings and plots on the card (plus `card`'s entries;
+    `extra_files` {name in the bundle: file} are copied in too).
     calibrated_on: the validation data in words (e.g. "the validation split grouped by person (3 persons)");
     bundle.json's "calibration" (`calibration_text`) names it, and every Prediction of the bundle shows it."""
     cal = assessment.calibration
-    text = calibration_text(cal, calibrated_on)
-    card = {"calibration": {**cal.to_dict(), "text": text}, "diagnosis": assessment.diagnosis.to_dict(),
+    heads = None
+    if assessment.heads:  # several binary heads: each its own temperature and threshold
+        text = heads_calibration_text(assessment.heads, calibrated_on)
+        heads = [{"name": name, "temperature": r.temperature, "conformal_qhat": r.conformal_qhat}
+                 for name, r in assessment.heads.items()]
+        coverage = next((r.coverage for r in assessment.heads.values() if r.coverage is not None), None)
+        calibration = {**cal.to_dict(), "heads": {n: r.to_dict() for n, r in assessment.heads.items()}, "text": text}
+        cal = CalibrationReport(1.0, cal.ece_before, cal.ece_after, cal.nll_before, cal.nll_after, coverage, n=cal.n)
+    else:
+        text = calibration_text(cal, calibrated_on)
+        calibration = {**cal.to_dict(), "text": text}
+    card = {"calibration": calibration, "diagnosis": assessment.diagnosis.to_dict(),
             "warnings": list(assessment.warnings), **card}
+    extra = {f"{name}.png": path for name, path in assessment.plots.items()}
+    extra.update(extra_files or {})
     return save_bundle(out, task=task, backend=backend, classes=classes, learner=learner,
                        temperature=cal.temperature, conformal_qhat=cal.conformal_qhat, coverage=cal.coverage,
                        policy=RoutingPolicy(accept_at=accept_at), input_spec=input_spec, card=card,
-                       extra_files={f"{name}.png": path for name, path in assessment.plots.items()},
-                       overwrite=overwrite, **{"calibration": text, **spec_extra})
+                       extra_files=extra, overwrite=overwrite, heads=heads, **{"calibration": text, **spec_extra})
+
+
+def heads_calibration_text(reports: dict[str, CalibrationReport], fitted_on: str) -> str:
+    """`calibration_text` for several heads: where, n, and the worst head's ECE before and after."""
+    first = next(iter(reports.values()))
+    worst_before = max(r.ece_before for r in reports.values())
+    worst_after = max(r.ece_after for r in reports.values())
+    sets = (f"; {first.coverage:.0%} sets per head" if all(r.conformal_qhat is not None for r in reports.values())
+            else "; no prediction sets for some heads (too few examples)")
+    return (f"calibrated per head ({len(reports)} temperatures) on {fitted_on}, n={first.n}; ECE of the worst head "
+            f"{worst_before:.2f} -> {worst_after:.2f} measured on those same examples, not on new data{sets}")
 
 
 @dataclass
