@@ -4,6 +4,9 @@
 // Runs as the gr.HTML component's js_on_load (element, props, watch); live_socket.js comes before it.
 (() => {
   const MAX_IN_FLIGHT = 2; // one being processed, one waiting on the server
+  // Size and quality, measured on the face video (60 frames, emotion pipeline, CPU time): 640 px at 0.9 is
+  // 61 KB and 3.3 ms to decode; 480 px at 0.7 is 21 KB and 1.3 ms, with the same face found in every frame and
+  // probabilities within 0.08 (total variation) of 640/0.9's; 320 px drifts further (0.13) for 0.5 ms less.
   const MAX_SIDE_PX = 480; // frames are scaled so their long side is at most this (detectors downscale anyway)
   const JPEG_QUALITY = 0.7;
   const root = element.querySelector(".ll-camera");
