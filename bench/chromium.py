@@ -20,7 +20,8 @@ import numpy as np
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 # Runs in the page before Gradio's code: the time each microphone stream opened, and when the live
-# transcript first held each phrase of window.__watch in its committed text (lower case, no punctuation).
+# transcript first held each phrase of window.__watch in its committed text (lower case, no punctuation,
+# spaces ignored: Whisper writes "homework" as "Home Work" at times, the same words).
 TIMING_JS = """
 window.__mic_opened = [];
 const open = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
@@ -33,9 +34,9 @@ window.__seen = {};
 setInterval(() => {
   const box = document.querySelector('#live-mic .ll-committed');  // committed words only, not the grey tail
   if (!box) return;
-  const text = box.textContent.toLowerCase().replace(/[^a-z0-9' ]+/g, ' ').replace(/ +/g, ' ');
+  const text = box.textContent.toLowerCase().replace(/[^a-z0-9']+/g, '');
   for (const w of (window.__watch || [])) {
-    if (!(w in window.__seen) && text.includes(w)) window.__seen[w] = performance.now();
+    if (!(w in window.__seen) && text.includes(w.replace(/[^a-z0-9']+/g, ''))) window.__seen[w] = performance.now();
   }
 }, 10);
 """
