@@ -42,14 +42,15 @@ CANDIDATES = {  # name -> the settings it changes in the shipped recipe
 
 
 def baseline_scores(photos, bundle_path: Path = BASELINE):
-    """PersonScores of a saved sign bundle (its own temperature and conformal threshold) on `photos`."""
+    """PersonScores of a saved sign bundle (its own temperature and conformal threshold) on `photos`, with the hands
+    the landmarker found before the second pass existed (hands only the second pass found count as not found)."""
     from models.bundle import load_bundle
     from models.signs import BundleSignClassifier
     from train.person_scores import person_scores
 
     clf = BundleSignClassifier(load_bundle(bundle_path))
     probs = np.full((len(photos.files), len(clf.classes)), np.nan)
-    for i in np.flatnonzero(photos.found):
+    for i in np.flatnonzero(photos.found & ~photos.second_pass):
         try:
             probs[i] = clf.predict_probs([photos.hand(i)])[0]
         except ValueError:
@@ -66,10 +67,11 @@ def quick_subset(photos):
 
 
 def rescue_report(photos) -> dict[str, dict[str, float]]:
-    """Per second-pass variant: share of the no-hand letter photos it finds a hand in."""
-    missed = ~photos.found
+    """Per second-pass variant: how many of the letter photos the first pass missed it finds a hand in."""
+    first = photos.found & ~photos.second_pass
+    missed = ~first
     return {name: {"recovered": int((~np.isnan(lm[missed, 0, 0])).sum()), "of_missed": int(missed.sum()),
-                   "hand_found_rate_with_it": float((photos.found | ~np.isnan(lm[:, 0, 0])).mean())}
+                   "hand_found_rate_with_it": float((first | ~np.isnan(lm[:, 0, 0])).mean())}
             for name, lm in photos.rescued.items()}
 
 
@@ -186,13 +188,17 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(f"{k} {v}" for k, v in counts.items() if k != "n"))
     by_source = {src: float(photos.found[np.char.startswith(photos.persons.astype(str), src)].mean())
                  for src in ("webcam:", "other:", "kaggle:") if np.char.startswith(photos.persons.astype(str), src).any()}
-    print("hand found by source: " + ", ".join(f"{k[:-1]} {v:.3f}" for k, v in by_source.items()))
+    print("hand found by source: " + ", ".join(f"{k[:-1]} {v:.3f}" for k, v in by_source.items())
+          + f"; {int(photos.second_pass.sum())} of the found hands come from the padded second pass "
+          f"(first pass alone: {float((photos.found & ~photos.second_pass).mean()):.3f})")
     out = {**{k: round(float(getattr(after, k)), 4) for k in KEYS},
            **({f"before_{k}": round(float(getattr(before, k)), 4) for k in KEYS} if before else {}),
            **({f"after_unseen_{k}": round(float(getattr(after_unseen, k)), 4) for k in KEYS} if after_unseen else {}),
            "set_coverage_p10_person": round(lo, 4), "n_people": n_people, "n_photos": len(photos.files),
            "folds": recipe.folds, "hand_found_by_source": {k[:-1]: round(v, 4) for k, v in by_source.items()},
-           "candidates": comparisons, "rescue": rescues, "invented_hands": invented, "quick": bool(args.quick), "seconds": round(time.perf_counter() - started, 1)}
+           "candidates": comparisons, "rescue": rescues,
+           "hand_found_rate_first_pass": round(float((photos.found & ~photos.second_pass).mean()), 4),
+           "invented_hands": invented, "quick": bool(args.quick), "seconds": round(time.perf_counter() - started, 1)}
     print(json.dumps(out))
     return 0
 

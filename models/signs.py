@@ -155,10 +155,10 @@ def load_sign_classifier(name_or_path: str | Path | None = None, *, trust_pickle
     "packaged": the packaged MLP (weak on new people, fetched from the model store on first use);
     otherwise a landmarks bundle folder (a format-1 pickle bundle only with `trust_pickle`).
 
-    Why the shipped model is the default: on 1,559 photos of six people neither model was validated
-    on (traindata/asl_other_signers), the packaged MLP reads 0.587 [0.559, 0.615] of found hands with
-    ECE 0.356 (overconfident), while the shipped MLP, trained with those signers grouped, reads 0.850
-    [0.798, 0.890] of found hands on signers held out of its training (its validation signers). See models/weights/sign_landmarks_mlp/card.md.
+    Why the shipped model is the default: on 1,559 photos of six other signers the packaged MLP reads
+    0.587 [0.559, 0.615] of found hands with ECE 0.356 (overconfident); the shipped MLP is trained on 58
+    people and measured on people held out of its training by person folds (its card and
+    `python -m bench.signs` give the figures per new person). See models/weights/sign_landmarks_mlp/card.md.
     """
     if name_or_path is None:
         from models.shipped import shipped_bundle

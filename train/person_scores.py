@@ -7,8 +7,10 @@ only on other people.
 - `person_scores(probs, labels, persons, found, qhat)`: accuracy of found hands, 90 % set coverage and set size per
   person; the mean over people and the worst person; hand-found rate; ECE of the shown probability.
 
-Conformal thresholds can weigh every person equally (`person_balanced`): then a person with 3,000 photos does not
-set the threshold for a person with 90, which is what "holds for a new person" asks.
+The conformal threshold is fitted per person (`person_level_qhat`): each calibration person's own 90 % threshold,
+then the 90 % conformal quantile of those over people; so a new person's own sets cover 90 % with probability 90 %
+(people exchangeable), and a person with 3,000 photos counts as one person, like one with 90. The temperature
+weighs every person equally.
 """
 from __future__ import annotations
 
@@ -28,19 +30,21 @@ def person_weights(persons: np.ndarray) -> np.ndarray:
     return 1.0 / counts[inverse]
 
 
-def weighted_qhat(probs: np.ndarray, labels: np.ndarray, coverage: float, weights: np.ndarray | None = None
-                  ) -> float | None:
-    """Conformal threshold on the score 1 - p(true class): the weighted (1 + 1/n) * coverage quantile (the split-
-    conformal level of train.calibration.conformal_qhat when the weights are equal). None with too few examples."""
-    n = len(labels)
-    if n < min_calibration_examples(coverage):
+def person_level_qhat(probs: np.ndarray, labels: np.ndarray, persons: np.ndarray, coverage: float) -> float | None:
+    """A threshold that holds per person: each calibration person's own `coverage` quantile of the score
+    1 - p(true class) (the threshold that person needed), then the split-conformal `coverage` quantile of those over
+    people. For a new person exchangeable with the calibration people, the chance that the threshold they need is at
+    most this one (so that their own sets cover at least `coverage`) is at least `coverage`. None with too few people."""
+    names = np.unique(persons)
+    if len(names) < min_calibration_examples(coverage):
         return None
-    scores = 1.0 - probs[np.arange(n), labels]
-    w = np.ones(n) if weights is None else np.asarray(weights, np.float64)
-    order = np.argsort(scores, kind="stable")
-    cum = np.cumsum(w[order]) / w.sum()
-    level = min(1.0, math.ceil((n + 1) * coverage) / n)
-    return float(scores[order][min(int(np.searchsorted(cum, level - 1e-12)), n - 1)])
+    needed = []
+    for name in names:
+        m = persons == name
+        scores = np.sort(1.0 - probs[m][np.arange(int(m.sum())), labels[m]])
+        needed.append(scores[min(math.ceil(coverage * len(scores)) - 1, len(scores) - 1)])
+    level = min(1.0, math.ceil((len(names) + 1) * coverage) / len(names))
+    return float(np.quantile(needed, level, method="higher"))
 
 
 @dataclass(frozen=True)
@@ -48,23 +52,20 @@ class PersonCalibration:
     temperature: float
     qhat: float | None
     coverage: float
-    person_balanced: bool
     n: int  # calibration photos (found hands)
     n_persons: int
 
 
-def fit_person_calibration(logits: np.ndarray, labels: np.ndarray, persons: np.ndarray, coverage: float,
-                           person_balanced: bool = True) -> PersonCalibration:
-    """Temperature (each person weighted equally when person_balanced) and conformal threshold on held-out logits."""
-    w = person_weights(persons) if person_balanced else None
-    t = fit_temperature(logits, labels, w)
-    qhat = weighted_qhat(softmax(logits, t), labels, coverage, w)
-    return PersonCalibration(t, qhat, coverage, person_balanced, len(labels), len(np.unique(persons)))
+def fit_person_calibration(logits: np.ndarray, labels: np.ndarray, persons: np.ndarray, coverage: float
+                           ) -> PersonCalibration:
+    """Temperature (every person weighted equally) and the per-person conformal threshold on held-out logits."""
+    t = fit_temperature(logits, labels, person_weights(persons))
+    qhat = person_level_qhat(softmax(logits, t), labels, persons, coverage)
+    return PersonCalibration(t, qhat, coverage, len(labels), len(np.unique(persons)))
 
 
 def leave_fold_out_probs(logits: np.ndarray, labels: np.ndarray, persons: np.ndarray, folds: np.ndarray,
-                         coverage: float, person_balanced: bool = True
-                         ) -> tuple[np.ndarray, np.ndarray, list[PersonCalibration]]:
+                         coverage: float) -> tuple[np.ndarray, np.ndarray, list[PersonCalibration]]:
     """(probs (N, C), qhat per photo (N,), calibrations per fold) for out-of-fold logits (N, C): fold k's photos are
     calibrated on the other folds' photos only. Rows of NaN logits (no hand) stay NaN."""
     ok = ~np.isnan(logits[:, 0])
@@ -73,7 +74,7 @@ def leave_fold_out_probs(logits: np.ndarray, labels: np.ndarray, persons: np.nda
     cals = []
     for k in np.unique(folds):
         fit = ok & (folds != k)
-        cal = fit_person_calibration(logits[fit], labels[fit], persons[fit], coverage, person_balanced)
+        cal = fit_person_calibration(logits[fit], labels[fit], persons[fit], coverage)
         use = ok & (folds == k)
         probs[use] = softmax(logits[use], cal.temperature)
         qhat[use] = np.nan if cal.qhat is None else cal.qhat

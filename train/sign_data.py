@@ -25,7 +25,8 @@ from train.datasets import cache_dir, folder_key, labelled_files
 
 SIGN_FOLDERS = ("asl_webcam_signers", "asl_other_signers", "asl_alphabet_train")
 DETECT_MIN_SIDE_PX = 256  # smaller photos (the 64x64 Kaggle frames) are upscaled (cubic) before detection
-LIVE = HandSettings(max_hands=1, video_mode=False)  # what the page's shared landmarker runs
+LIVE = HandSettings(max_hands=1, video_mode=False, rescue_pad=0.0)  # the page's shared landmarker, first pass
+LIVE_RESCUE_PAD = HandSettings().rescue_pad  # the live second pass (models.hands.HandSettings default)
 # Second passes tried on photos where LIVE found no hand: name -> (settings, downscale factor of the frame)
 RESCUES: dict[str, tuple[HandSettings, float]] = {
     "pad25": (replace(LIVE, rescue_pad=0.25), 1.0),
@@ -48,6 +49,7 @@ class SignPhotos:
     left: np.ndarray  # (N,) bool: mediapipe called it a left hand
     sizes: np.ndarray  # (N, 2) int: (width, height) of the photo as detected
     rescued: dict[str, np.ndarray]  # variant -> (N, 21, 3) landmarks found by that second pass (NaN: not found/not run)
+    second_pass: np.ndarray  # (N,) bool: the hand in `landmarks` was found by the padded second pass (LIVE_RESCUE_PAD)
 
     @property
     def found(self) -> np.ndarray:
@@ -62,13 +64,14 @@ class SignPhotos:
         idx = np.flatnonzero(mask) if mask.dtype == bool else np.asarray(mask)
         return SignPhotos([self.files[i] for i in idx], self.labels[idx], self.persons[idx], self.landmarks[idx],
                           self.world[idx], self.left[idx], self.sizes[idx],
-                          {k: v[idx] for k, v in self.rescued.items()})
+                          {k: v[idx] for k, v in self.rescued.items()}, self.second_pass[idx])
 
     @staticmethod
     def concat(parts: list["SignPhotos"]) -> "SignPhotos":
         return SignPhotos([f for p in parts for f in p.files], *(np.concatenate([getattr(p, k) for p in parts])
                           for k in ("labels", "persons", "landmarks", "world", "left", "sizes")),
-                          {k: np.concatenate([p.rescued[k] for p in parts]) for k in parts[0].rescued})
+                          {k: np.concatenate([p.rescued[k] for p in parts]) for k in parts[0].rescued},
+                          np.concatenate([p.second_pass for p in parts]))
 
 
 def _persons(root: Path, files: list[Path]) -> np.ndarray:
@@ -152,8 +155,34 @@ def _extract(root: Path, files: list[Path], out: Path, log: Callable[[str], None
     log(f"hands: {root.name}: {int((~np.isnan(lms[:, 0, 0])).sum())}/{n} found in {time.perf_counter() - started:.0f} s")
 
 
+def _extract_second_pass(files: list[Path], missed: np.ndarray, out: Path, log: Callable[[str], None]) -> None:
+    """Hands the live second pass (a border of LIVE_RESCUE_PAD) finds in the photos the first pass missed."""
+    from capture.images import read_image_rgb
+    from models.hands import load_hand_landmarks
+
+    n = len(files)
+    lms = np.full((n, N_LANDMARKS, 3), np.nan, np.float32)
+    world = np.full((n, N_LANDMARKS, 3), np.nan, np.float32)
+    left = np.zeros(n, bool)
+    det = load_hand_landmarks(replace(LIVE, rescue_pad=LIVE_RESCUE_PAD))
+    try:
+        for i in np.flatnonzero(missed):
+            hands = det.detect_padded(detection_frame(read_image_rgb(files[i])))
+            if hands:
+                lms[i], left[i] = hands[0].landmarks, hands[0].handedness == "Left"
+                if hands[0].world is not None:
+                    world[i] = hands[0].world
+    finally:
+        det.close()
+    tmp = out.with_suffix(".tmp.npz")
+    np.savez(tmp, landmarks=lms, world=world, left=left)
+    tmp.replace(out)
+    log(f"second pass: {int((~np.isnan(lms[:, 0, 0])).sum())} of {int(missed.sum())} missed photos have a hand")
+
+
 def load_folder(root: Path, cache: Path | None = None, log: Callable[[str], None] = print) -> SignPhotos:
-    """One sign folder with its hands (extracted once, then read from the cache)."""
+    """One sign folder with its hands (extracted once, then read from the cache): the first pass's hand, else the
+    live second pass's (when HandSettings.rescue_pad > 0)."""
     root = Path(root)
     files, labels = labelled_files(root)
     keep = [i for i, lab in enumerate(labels) if lab not in NO_LETTER or lab == "nothing"]
@@ -165,8 +194,18 @@ def load_folder(root: Path, cache: Path | None = None, log: Callable[[str], None
         log(f"hands: {root.name}: looking for hands in {len(files)} photos (once; cached at {path})")
         _extract(root, files, path, log)
     with np.load(path) as z:
-        return SignPhotos(files, np.array(labels), _persons(root, files), z["landmarks"], z["world"], z["left"],
-                          z["sizes"], {k: z[f"rescued_{k}"] for k in RESCUES})
+        photos = SignPhotos(files, np.array(labels), _persons(root, files), z["landmarks"], z["world"], z["left"],
+                            z["sizes"], {k: z[f"rescued_{k}"] for k in RESCUES}, np.zeros(len(files), bool))
+    if LIVE_RESCUE_PAD <= 0:
+        return photos
+    second = path.with_name(f"{path.stem}-pad{LIVE_RESCUE_PAD:g}.npz")
+    if not second.is_file():
+        _extract_second_pass(files, ~photos.found, second, log)
+    with np.load(second) as z:
+        use = ~photos.found & ~np.isnan(z["landmarks"][:, 0, 0])
+        photos.landmarks[use], photos.world[use], photos.left[use] = z["landmarks"][use], z["world"][use], z["left"][use]
+    photos.second_pass = use
+    return photos
 
 
 def load_sign_photos(data: Path, cache: Path | None = None, folders: tuple[str, ...] = SIGN_FOLDERS,

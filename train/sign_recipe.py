@@ -6,8 +6,9 @@ Every user of the sign demo is a new person, so every figure here is measured on
    phone signer, the Kaggle signer) are cut into `folds` person folds (train.splits.grouped_folds);
 2. `cross_fit`: one model per fold, trained on the other folds' people (plus augmented copies of their hands,
    train.hand_augment), gives out-of-fold logits: each photo scored by a model that never saw its person;
-3. calibration is fitted on those out-of-fold logits (train.person_scores): a temperature and a conformal
-   threshold that weigh every person equally, so a 90 % set is fitted to new people, not to known ones;
+3. calibration is fitted on those out-of-fold logits (train.person_scores): a temperature that weighs every
+   person equally and a conformal threshold fitted per person (each person's own 90 % threshold, then the 90 %
+   quantile over people), so a new person's own sets cover 90 % with probability 90 %;
    the figures the card states for a new person come from calibrations fitted without that person's fold;
 4. the shipped model is trained the same way on every person, with that calibration, and written through the
    trainer's `write_bundle` (the one training path: `fit_and_validate`, `assess`, `write_bundle`).
@@ -18,7 +19,6 @@ Only the 24 static letters are learned: J and Z are movements, which one still f
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -26,6 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 from models.hands import FEATURE_DIMS, hand_features
+from train.calibration import ece
 from train.hand_augment import HandAugment, augment_hand
 from train.person_scores import (PersonCalibration, PersonScores, fit_person_calibration, leave_fold_out_probs,
                                  person_scores)
@@ -46,10 +47,10 @@ class SignRecipe:
     augment: HandAugment = HandAugment(copies=4)
     hidden: tuple[int, ...] = (256, 128)
     dropout: float = 0.2
+    batch_size: int = 64  # LearnerSettings.batch_size: vectors go 4x this (256) a batch
     epochs: int = 30
     folds: int = 5  # person folds
     coverage: float = 0.9
-    person_balanced: bool = True  # calibration weighs every person equally
     letters: tuple[str, ...] = STATIC_LETTERS
     seed: int = 0
 
@@ -116,7 +117,8 @@ def fit_model(photos: SignPhotos, x: np.ndarray, y: np.ndarray, train_idx: np.nd
     labels = [classes[c] for c in y[rows]]
     n_fit = len(train_idx) + len(aug_rows)
     learn, _, _ = build_learner("landmarks", xs, labels, np.arange(n_fit), np.arange(n_fit, len(rows)),
-                                LearnerSettings(hidden=recipe.hidden, dropout=recipe.dropout), classes=classes)
+                                LearnerSettings(hidden=recipe.hidden, dropout=recipe.dropout,
+                                                                batch_size=recipe.batch_size), classes=classes)
     fitted = fit_and_validate(learn, "landmarks", FitSettings(epochs=recipe.epochs, progress=False, seed=recipe.seed))
     return FoldModel(learn, fitted.curves, fitted.logits, fitted.seconds)
 
@@ -141,8 +143,7 @@ class CrossFit:
 
     def held_out(self) -> tuple[np.ndarray, np.ndarray, list[PersonCalibration]]:
         """(probs, qhat per photo, calibrations): each fold calibrated on the other folds' people only."""
-        return leave_fold_out_probs(self.logits, self.y, self.photos.persons, self.folds, self.recipe.coverage,
-                                    self.recipe.person_balanced)
+        return leave_fold_out_probs(self.logits, self.y, self.photos.persons, self.folds, self.recipe.coverage)
 
     def scores(self) -> PersonScores:
         probs, qhat, _ = self.held_out()
@@ -164,12 +165,22 @@ def cross_fit(photos: SignPhotos, recipe: SignRecipe, log: Callable[[str], None]
     """`recipe.folds` person folds; one model per fold on the other folds' people; out-of-fold logits."""
     from train.splits import grouped_folds
 
+    from train.fit import Curves
+
     classes = list(recipe.letters)
     y = np.array([classes.index(c) for c in photos.labels])
     folds = grouped_folds(photos.persons, recipe.folds, recipe.seed)
     x = features_of(photos, recipe.features)
     logits = np.full((len(y), len(classes)), np.nan)
     cf = CrossFit(recipe, photos, classes, y, folds, x, logits)
+    saved = _crossfit_cache(photos, recipe)
+    if saved.is_file():  # the same photos, hands and settings were cross-fitted before: their logits are reused
+        with np.load(saved) as z:
+            logits[:] = z["logits"]
+            cf.curves = [Curves(**c) for c in json.loads(str(z["curves"]))]
+            cf.seconds = float(z["seconds"])
+        log(f"  out-of-fold logits read from {saved} (delete it to train the fold models again)")
+        return cf
     for k in range(recipe.folds):
         valid = np.flatnonzero(folds == k)
         model = fit_model(photos, x, y, np.flatnonzero(folds != k), valid, classes, recipe)
@@ -179,7 +190,23 @@ def cross_fit(photos: SignPhotos, recipe: SignRecipe, log: Callable[[str], None]
         acc = (model.logits.argmax(1) == y[valid[~np.isnan(x[valid, 0])]]).mean()
         log(f"  fold {k + 1}/{recipe.folds}: {len(np.unique(photos.persons[valid]))} held-out people, "
             f"accuracy of found hands {acc:.3f}, {model.seconds:.0f} s")
+    np.savez(saved.with_suffix(".tmp.npz"), logits=logits, seconds=cf.seconds,
+             curves=json.dumps([c.to_dict() for c in cf.curves]))
+    saved.with_suffix(".tmp.npz").replace(saved)
     return cf
+
+
+def _crossfit_cache(photos: SignPhotos, recipe: SignRecipe) -> Path:
+    """Where the out-of-fold logits of these photos under these settings are kept (outside the repository)."""
+    import hashlib
+
+    from train.datasets import cache_dir
+
+    settings = {k: v for k, v in asdict(recipe).items() if k not in ("data", "out", "overwrite", "cache", "coverage")}
+    hands = np.nan_to_num(photos.landmarks).astype(np.float64)
+    text = json.dumps([settings, len(photos.files), sorted(set(photos.persons.tolist())), photos.labels.tolist(),
+                       round(float(hands.sum()), 3), round(float((hands ** 2).sum()), 3)], default=str)
+    return Path(recipe.cache or cache_dir()) / f"sign-crossfit-{hashlib.sha1(text.encode()).hexdigest()[:16]}.npz"
 
 
 def compare_candidates(a: CrossFit, b: CrossFit, names: tuple[str, str]) -> dict[str, Any]:
@@ -213,19 +240,20 @@ def retrain_sign(recipe: SignRecipe, log: Callable[[str], None] = print) -> Path
     log(f"held-out people: accuracy of found hands {scores.acc_found_mean:.3f} (worst {scores.acc_found_worst_person:.3f}),"
         f" 90% sets cover {scores.set_coverage_mean:.3f} (worst {scores.set_coverage_worst_person:.3f}), ECE {scores.ece:.3f}")
     ok = cf.found
-    cal = fit_person_calibration(cf.logits[ok], cf.y[ok], photos.persons[ok], recipe.coverage, recipe.person_balanced)
+    cal = fit_person_calibration(cf.logits[ok], cf.y[ok], photos.persons[ok], recipe.coverage)
     everyone = np.arange(len(cf.y))
     # fastai needs a validation part: a few of its own training photos, whose figures are not used (the card's
     # curves are fold 1's, its figures the out-of-fold ones)
     final = fit_model(photos, cf.x, cf.y, everyone, everyone[cf.found][:64], cf.classes, recipe)
+    plots = recipe.out.parent / f".{recipe.out.name}-plots"
     assessment = assess(cf.logits[ok], cf.y[ok], cf.curves[0], n_classes=len(cf.classes),
-                        n_train=int((cf.folds != 0).sum()), coverage=recipe.coverage,
-                        plots_dir=recipe.out.parent / f".{recipe.out.name}-plots", title="sign letters, fold 1")
-    assessment.calibration = replace(assessment.calibration, temperature=cal.temperature, conformal_qhat=cal.qhat)
+                        n_train=int((cf.folds != 0).sum()), coverage=recipe.coverage, plots_dir=plots,
+                        title="sign letters, fold 1")
+    assessment.calibration = _with_person_calibration(assessment.calibration, cf.logits[ok], cf.y[ok], cal, plots)
     new_person = new_person_text(scores, recipe)
     card = sign_card(recipe, photos, cf, scores, cal, final.seconds)
     fitted_on = (f"out-of-fold predictions for {cal.n_persons} people the fold models never saw ({recipe.folds} "
-                 f"person folds, every person weighted equally)")
+                 f"person folds; every person weighted equally, sets fitted to hold per person)")
     path = write_bundle(recipe.out, task="landmarks", backend="vector", classes=cf.classes, learner=final.learner,
                         assessment=assessment, input_spec={"dim": FEATURE_DIMS[recipe.features],
                                                            "features": recipe.features},
@@ -233,6 +261,21 @@ def retrain_sign(recipe: SignRecipe, log: Callable[[str], None] = print) -> Path
     _state_new_person(path, new_person)
     log(f"bundle written to {path}")
     return path
+
+
+def _with_person_calibration(report: Any, logits: np.ndarray, y: np.ndarray, cal: PersonCalibration,
+                             plots: Path) -> Any:
+    """The trainer's CalibrationReport with the person-weighted temperature and threshold in place of its own, its
+    after-figures measured again for them, and the reliability diagram redrawn."""
+    from models.prediction import softmax
+    from train.calibration import empirical_coverage, reliability_diagram
+
+    after = softmax(logits, cal.temperature)
+    nll = float(-np.mean(np.log(np.clip(after[np.arange(len(y)), y], 1e-12, None))))
+    reliability_diagram(softmax(logits), after, y, plots / "reliability.png")
+    return replace(report, temperature=cal.temperature, ece_after=ece(after, y), nll_after=nll,
+                   conformal_qhat=cal.qhat, coverage=cal.coverage if cal.qhat is not None else None,
+                   mean_set_size=empirical_coverage(after, y, cal.qhat)[1] if cal.qhat is not None else None)
 
 
 def new_person_text(s: PersonScores, recipe: SignRecipe) -> str:
@@ -258,6 +301,8 @@ def _state_new_person(path: Path, text: str) -> None:
 
 def sign_card(recipe: SignRecipe, photos: SignPhotos, cf: CrossFit, s: PersonScores, cal: PersonCalibration,
               final_seconds: float) -> dict[str, Any]:
+    from train.evidence import accuracy
+
     persons = np.unique(photos.persons)
     return {
         "name": "livelearner-sign",
@@ -270,11 +315,12 @@ def sign_card(recipe: SignRecipe, photos: SignPhotos, cf: CrossFit, s: PersonSco
                  "licence": "webcam signers: training inside the project only; Massey: research use (cite Barczak "
                             "et al. 2011); ASL2Text: Apache-2.0; Kaggle ASL Alphabet: GPL-2.0"},
         "split": f"{recipe.folds} person folds (every fold's people absent from its model's training)",
-        "metrics": {"new_person": s.to_dict(), "new_person_spread": {k: s.spread(k) for k in
-                                                                     ("acc_found", "set_coverage", "found")}},
+        "metrics": {"accuracy_of_found_hands_held_out_people": accuracy(cf.correct()[cf.found]).to_dict()},
+        "new_person": s.to_dict(),
+        "new_person_spread": {k: s.spread(k) for k in ("acc_found", "set_coverage", "found")},
         "person_calibration": asdict(cal),
         "settings": {"features": recipe.features, "augment": asdict(recipe.augment), "hidden": list(recipe.hidden),
-                     "dropout": recipe.dropout, "epochs": recipe.epochs, "seed": recipe.seed},
+                     "dropout": recipe.dropout, "batch_size": recipe.batch_size, "epochs": recipe.epochs, "seed": recipe.seed},
         "train_seconds": round(cf.seconds + final_seconds, 1),
         "n_train": int(cf.found.sum()),
         "reproduce": f"livelearner train-default sign --data {recipe.data} --out {recipe.out}",
@@ -282,8 +328,8 @@ def sign_card(recipe: SignRecipe, photos: SignPhotos, cf: CrossFit, s: PersonSco
 
 
 def sign_card_md(card: dict[str, Any]) -> str:
-    s = card["metrics"]["new_person"]
-    spread = card["metrics"]["new_person_spread"]
+    s = card["new_person"]
+    spread = card["new_person_spread"]
     lines = ["", "## On a new person (people held out by fold)", "",
              "| figure | mean over people | worst person | 10th-90th percentile of people |", "|---|---|---|---|",
              f"| accuracy of found hands | {s['acc_found_mean']:.3f} | {s['acc_found_worst_person']:.3f} "
