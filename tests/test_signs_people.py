@@ -190,3 +190,28 @@ def test_sign_recipe_writes_a_bundle_that_states_new_person_figures(drawn_signer
     assert probs.shape == (1, 24) and probs.sum() == pytest.approx(1.0)
     with pytest.raises(Exception, match="exists"):
         retrain_sign(replace(recipe, epochs=1), log=lambda m: None)  # refused before any training
+
+
+SHARED_WEBCAM = Path(__file__).resolve().parents[2] / "shared" / "traindata" / "asl_webcam_signers"
+MISSED_BY_FIRST_PASS = ("A/jaykantna_349.jpg", "A/sohamprajapati_10.jpg", "A/yogesh0801_49.jpg",
+                        "B/insaneleone_99.jpg")  # webcam photos whose hand only the padded pass finds
+
+
+@pytest.mark.skipif(not SHARED_WEBCAM.is_dir(), reason="needs ../shared/traindata (real webcam photos)")
+def test_padded_second_pass_recovers_real_webcam_hands_the_first_pass_misses():
+    from capture.images import read_image_rgb
+    from models.hands import HandSettings, load_hand_landmarks
+
+    first = load_hand_landmarks(HandSettings(video_mode=False, rescue_pad=0.0))
+    live = load_hand_landmarks(HandSettings(video_mode=False))  # the default: rescue_pad 0.5
+    try:
+        for name in MISSED_BY_FIRST_PASS:
+            rgb = read_image_rgb(SHARED_WEBCAM / name)
+            assert not first.detect(rgb), name
+            found = live.detect(rgb)
+            assert found and found[0].found_by == "padded frame", name
+            x0, y0, x1, y1 = found[0].box  # in the photo's own pixels, not the padded frame's
+            assert 0 <= x0 < x1 <= rgb.shape[1] and 0 <= y0 < y1 <= rgb.shape[0], name
+    finally:
+        first.close()
+        live.close()
