@@ -4,9 +4,10 @@ The one command per shipped model that retrains it from a data folder and reprod
 (within noise: seeds are fixed, but thread scheduling makes CPU training not bit-exact).
 
     emotion  DATA is a folder holding fer2013_train/<class>/*.jpg (or that folder itself)
-    sign     DATA is a folder holding asl_other_signers/<LETTER>/*.jpg and asl_alphabet_train/<class>/*.jpg;
-             both learners (hand landmarks, cropped-hand pixels) are trained cross-signer and same-signer,
-             and the better cross-signer one is written to OUT
+    sign     DATA is a folder holding asl_webcam_signers/, asl_other_signers/ and asl_alphabet_train/
+             (<LETTER>/*.jpg and labels.csv each); a hand-landmark MLP is cross-fitted over person folds
+             (the new-person figures and the calibration), then trained on every person and written to OUT
+             (--eval is not taken: report on evaluation data with `python -m bench.accuracy --task sign`)
     personality  DATA is the folder holding answers.csv and items.tsv (traindata/personality_questionnaire),
              or a folder holding personality_questionnaire/; split by country (train / calibration / test),
              the Questions tab's trait model with its accuracy-vs-questions curve is written to OUT
@@ -106,10 +107,15 @@ def _emotion(args: argparse.Namespace, log) -> Path:
 
 
 def _sign(args: argparse.Namespace, log) -> Path:
+    from demos.cli import UserFacingError
     from train.sign_recipe import SignRecipe, retrain_sign
 
-    kw = {"landmark_epochs": args.epochs} if args.epochs is not None else {}
-    recipe = SignRecipe(data=args.data, out=args.out, overwrite=args.overwrite, eval_data=args.eval, **kw)
+    if args.eval is not None:
+        raise UserFacingError("train-default sign takes no --eval: its figures are for people held out of the "
+                              "training data; report on evaluation data with "
+                              "`python -m bench.accuracy --task sign --data EVALDATA --model OUT`")
+    kw = {"epochs": args.epochs} if args.epochs is not None else {}
+    recipe = SignRecipe(data=args.data, out=args.out, overwrite=args.overwrite, **kw)
     return retrain_sign(recipe, log=log)
 
 

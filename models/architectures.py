@@ -37,11 +37,11 @@ class VectorMLP(nn.Module):
     """(B, D) float vectors -> (B, C) logits; input standardisation lives in buffers so a bundle
     needs no separate preprocessing."""
 
-    def __init__(self, mean: np.ndarray, std: np.ndarray, n_classes: int, hidden: Sequence[int] = (128,),
-                 dropout: float = 0.1):
+    def __init__(self, mean: np.ndarray | torch.Tensor, std: np.ndarray | torch.Tensor, n_classes: int,
+                 hidden: Sequence[int] = (128,), dropout: float = 0.1):
         super().__init__()
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))  # (D,)
-        self.register_buffer("std", torch.as_tensor(np.maximum(std, 1e-6), dtype=torch.float32))  # (D,)
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-6))  # (D,)
         layers: list[nn.Module] = []
         d = len(mean)
         for h in hidden:
@@ -88,7 +88,7 @@ def build_model(arch: dict[str, Any]) -> nn.Module:
     try:
         if name == "vector_mlp":
             dim = int(arch["dim"])
-            return VectorMLP(np.zeros(dim, np.float32), np.ones(dim, np.float32), int(arch["n_classes"]),
+            return VectorMLP(torch.zeros(dim), torch.ones(dim), int(arch["n_classes"]),
                              tuple(arch["hidden"]), float(arch["dropout"]))
         if name == "mobilenet_v2_fastai":
             return _fastai_mobilenet_v2(arch)
@@ -129,6 +129,17 @@ def _fastai_mobilenet_v2(arch: dict[str, Any]) -> nn.Module:
                                cut=int(arch["cut"]), n_in=int(arch["n_in"]), concat_pool=bool(arch["concat_pool"]),
                                lin_ftrs=arch["lin_ftrs"], ps=arch["ps"], first_bn=bool(arch["first_bn"]),
                                bn_final=bool(arch["bn_final"]), lin_first=bool(arch["lin_first"]))
+
+
+def declared_shapes(arch: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """{state_dict key: shape} of the architecture `arch` describes, built on torch's meta device: no memory is
+    allocated for its weights however large the spec says they are (a bundle.json is checked before it costs)."""
+    try:
+        with torch.device("meta"):
+            model = build_model(arch)
+    except (RuntimeError, NotImplementedError, OverflowError) as e:  # e.g. a negative or absurd size
+        raise ArchitectureError(f"bundle.json's arch {arch!r} cannot be built ({e})") from e
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], source: str) -> nn.Module:

@@ -13,7 +13,9 @@ A bundle is a folder:
     card.md            the same, for people; plus learning_curves.png / reliability.png when trained
 
 Loading a format-2 bundle runs no code from the bundle: the architecture is built here by name and
-filled with tensors. Format 1 (a fastai `learn.export()` model.pkl) is a Python pickle, which runs code
+filled with tensors. Before any memory is spent on it, the declared architecture is built on torch's meta
+device and every shape is compared with the safetensors header (read alone); a mismatch, or more than
+MAX_PARAMETERS numbers, is refused with a message (`check_declared_model`). Format 1 (a fastai `learn.export()` model.pkl) is a Python pickle, which runs code
 when loaded; it loads only with `trust_pickle=True` (the CLI's --trust-pickle).
 
 Backends ("backend" in bundle.json) and the items `predict_probs` takes:
@@ -55,6 +57,9 @@ WEIGHTS_FILE = "model.safetensors"
 PICKLE_FILE = "model.pkl"  # format 1
 TASKS = ("image", "landmarks", "text", "tabular", "questionnaire")
 BACKENDS = ("vision", "vector", "zeroshot", "tabular", "heads")
+MAX_PARAMETERS = 100_000_000  # numbers in a bundle's tensors (400 MB as float32); the largest shipped has 3.5 M
+MAX_HEADER_BYTES = 100_000_000  # a safetensors JSON header larger than this is refused (safetensors' own limit)
+SAFETENSORS_DTYPES = {"F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U8", "BOOL"}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -323,6 +328,8 @@ def _load_format2(root: Path, spec: dict[str, Any]) -> Bundle:
     from models.questionnaire_inputs import Questionnaire, QuestionnaireInputError
     from models.tabular_inputs import TabularInputError, TabularInputs
 
+    header = read_safetensors_header(root / WEIGHTS_FILE)
+    check_declared_model(root, spec, header)  # before a byte of weights is read or a layer is built
     tensors = _read_tensors(root / WEIGHTS_FILE)
     if spec["backend"] == "zeroshot":
         if "embeddings" not in tensors:
@@ -360,6 +367,70 @@ def _read_heads(spec: dict[str, Any], n_traits: int) -> tuple[Head, ...]:
         raise BundleError(f"bundle.json's heads ({bad or len(heads)}) do not fit its {n_traits} traits or have a "
                           "temperature <= 0 or a threshold outside [0, 1]; re-export the bundle")
     return heads
+
+
+def read_safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """{tensor name: (dtype, shape)} from a safetensors file's header alone (8-byte little-endian length, then
+    JSON); the tensors are not read. BundleError for a missing file or a header that does not describe tensors
+    lying inside the file."""
+    if not path.is_file():
+        raise BundleError(f"{path} is missing; re-export the bundle")
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little") if size >= 8 else -1
+            if not 0 < n <= min(MAX_HEADER_BYTES, size - 8):
+                raise ValueError(f"header length {n} does not fit a {size}-byte file")
+            raw = json.loads(f.read(n))
+        out: dict[str, tuple[str, tuple[int, ...]]] = {}
+        end = 0
+        for name, entry in raw.items():
+            if name == "__metadata__":
+                continue
+            dtype, shape, (lo, hi) = entry["dtype"], tuple(int(d) for d in entry["shape"]), entry["data_offsets"]
+            if dtype not in SAFETENSORS_DTYPES or any(d < 0 for d in shape) or not 0 <= int(lo) <= int(hi):
+                raise ValueError(f"tensor {name!r}: {entry}")
+            out[name], end = (dtype, shape), max(end, int(hi))
+        if end > size - 8 - n:
+            raise ValueError(f"its tensors need {end} bytes, the file holds {size - 8 - n}")
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError) as e:
+        raise BundleError(f"{path} is not a readable safetensors file ({e}); re-export the bundle") from e
+    return out
+
+
+def check_declared_model(root: Path, spec: dict[str, Any], header: dict[str, tuple[str, tuple[int, ...]]]) -> None:
+    """Refuse a bundle whose bundle.json and model.safetensors disagree, or that is too big, before memory is spent
+    on it: the declared architecture is built on torch's meta device (shapes, no storage) and every shape is
+    compared with the safetensors header; the parameters are counted and capped at MAX_PARAMETERS."""
+    from models.architectures import ArchitectureError, declared_shapes
+
+    def refuse(why: str) -> BundleError:
+        return BundleError(f"{root} was refused before loading: {why}. A bundle written by `livelearner train` "
+                           "never does this; re-export it, or check where it came from")
+
+    stored = sum(int(np.prod(shape, dtype=np.float64)) for _, shape in header.values())
+    if spec["backend"] == "zeroshot":
+        declared = {"embeddings": (len(spec["classes"]), int((spec.get("input") or {}).get("dim", 384)))}
+    elif not isinstance(spec.get("arch"), dict):
+        raise BundleError(f"{root / 'bundle.json'} names no architecture (\"arch\"); re-export the bundle")
+    else:
+        try:
+            declared = declared_shapes(spec["arch"])
+        except ArchitectureError as e:
+            raise BundleError(f"{root}: {e}") from e
+    n_declared = sum(int(np.prod(shape, dtype=np.float64)) for shape in declared.values())
+    if max(n_declared, stored) > MAX_PARAMETERS:
+        raise refuse(f"bundle.json declares {n_declared:,} parameters and the weights file holds {stored:,}; "
+                     f"this version loads at most {MAX_PARAMETERS:,}")
+    missing = sorted(set(declared) - set(header))
+    extra = sorted(set(header) - set(declared))
+    wrong = [f"{k} {list(header[k][1])} (bundle.json's arch needs {list(declared[k])})"
+             for k in sorted(set(declared) & set(header)) if tuple(header[k][1]) != tuple(declared[k])]
+    if missing or extra or wrong:
+        parts = ([f"missing tensors {', '.join(missing[:5])}"] if missing else []) + \
+                ([f"unexpected tensors {', '.join(extra[:5])}"] if extra else []) + \
+                ([f"shapes differ: {'; '.join(wrong[:5])}"] if wrong else [])
+        raise refuse(f"the weights do not fit the architecture in bundle.json ({'; '.join(parts)})")
 
 
 def _read_tensors(path: Path) -> dict[str, Any]:

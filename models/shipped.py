@@ -24,7 +24,7 @@ SHIPPED: tuple[ShippedModel, ...] = (
         "livelearner-sign",
         "sign_landmarks_mlp",
         "sign",
-        "ASL letters A-Z from mediapipe hand landmarks (invariant features, MLP), trained on 6+ other signers",
+        "the 24 static ASL letters from mediapipe hand landmarks (invariant features, MLP), trained on 58 people",
     ),
     ShippedModel(
         "livelearner-personality",

@@ -7,10 +7,9 @@ Two kinds:
   *pixels* (int(x*W), int(y*H), int(z*W)) of one webcam, so its output depends on where the hand is
   in the frame, how far from the camera, the camera's resolution, and which hand is used.
 - `BundleSignClassifier`: any "landmarks" bundle trained by the team from its own captured samples
-  (models/bundle.py) -- the real default. Its items are `models.hands.landmark_features` vectors
-  (position, scale and handedness invariant) unless bundle.json says otherwise in
-  input.features ("hand_invariant_v1", the default, or "mediapipe_normalized": the 21 x (x, y, z)
-  landmarks as mediapipe gives them, flattened).
+  (models/bundle.py) -- the real default. Its items are `models.hands.hand_features` vectors of the
+  kind bundle.json's input.features names ("hand_invariant_v1" when it names none; the kinds are
+  listed in models.hands.FEATURE_DIMS), computed by the same function training used.
 """
 from __future__ import annotations
 
@@ -21,7 +20,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from models.bundle import Bundle, load_bundle
-from models.hands import N_FEATURES, Hand, landmark_features
+from models.hands import FEATURE_DIMS, N_FEATURES, Hand, hand_features
 from models.prediction import UNCALIBRATED, RoutingPolicy, softmax
 
 STORE_NAME = "asl-landmark-mlp"
@@ -36,7 +35,6 @@ WEAKNESS = (
     "the letter is right on 0.61 [0.53, 0.68] of those, with calibration error 0.20 (overconfident); end to "
     "end 0.20. Train your own landmark model from captured samples for real use."
 )
-FEATURE_KINDS = ("hand_invariant_v1", "mediapipe_normalized")
 
 
 class SignClassifier(Protocol):
@@ -133,18 +131,18 @@ class BundleSignClassifier:
         self.calibrated: bool = bool(bundle.calibrated)
         self.calibration: str | None = bundle.calibration  # what the Predictions say they were calibrated on
         inp = dict(bundle.spec.get("input") or {})
-        self.features = inp.get("features", FEATURE_KINDS[0])
-        if self.features not in FEATURE_KINDS:
+        self.features = inp.get("features", "hand_invariant_v1")
+        if self.features not in FEATURE_DIMS:
             raise ValueError(f"{bundle.root}: unknown landmark features {self.features!r}; "
-                             f"this version computes {FEATURE_KINDS}")
+                             f"this version computes {', '.join(FEATURE_DIMS)}")
         dim = inp.get("dim")
-        if dim is not None and int(dim) != N_FEATURES:
-            raise ValueError(f"{bundle.root}: the model takes {dim} numbers per hand, hands give {N_FEATURES}")
+        if dim is not None and int(dim) != FEATURE_DIMS[self.features]:
+            raise ValueError(f"{bundle.root}: the model takes {dim} numbers per hand, {self.features} hands give "
+                             f"{FEATURE_DIMS[self.features]}")
 
     def inputs(self, hands: Sequence[Hand]) -> np.ndarray:
-        if self.features == "mediapipe_normalized":
-            return np.stack([h.landmarks.reshape(-1) for h in hands]).astype(np.float32)
-        return np.stack([landmark_features(h) for h in hands])
+        """(N, D) features of the kind the bundle was trained on; ValueError for a degenerate hand."""
+        return np.stack([hand_features(h, self.features) for h in hands])
 
     def predict_probs(self, hands: Sequence[Hand]) -> np.ndarray:
         if not hands:
@@ -157,10 +155,10 @@ def load_sign_classifier(name_or_path: str | Path | None = None, *, trust_pickle
     "packaged": the packaged MLP (weak on new people, fetched from the model store on first use);
     otherwise a landmarks bundle folder (a format-1 pickle bundle only with `trust_pickle`).
 
-    Why the shipped model is the default: on 1,559 photos of six people neither model was validated
-    on (traindata/asl_other_signers), the packaged MLP reads 0.587 [0.559, 0.615] of found hands with
-    ECE 0.356 (overconfident), while the shipped MLP, trained with those signers grouped, reads 0.850
-    [0.798, 0.890] of found hands on signers held out of its training (its validation signers). See models/weights/sign_landmarks_mlp/card.md.
+    Why the shipped model is the default: on 1,559 photos of six other signers the packaged MLP reads
+    0.587 [0.559, 0.615] of found hands with ECE 0.356 (overconfident); the shipped MLP is trained on 58
+    people and measured on people held out of its training by person folds (its card and
+    `python -m bench.signs` give the figures per new person). See models/weights/sign_landmarks_mlp/card.md.
     """
     if name_or_path is None:
         from models.shipped import shipped_bundle

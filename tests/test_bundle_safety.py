@@ -148,3 +148,124 @@ def test_a_truncated_image_is_a_clear_error(tmp_path):
     path.write_bytes(path.read_bytes()[:60])
     with pytest.raises(BundleError, match="not a readable image"):
         load_rgb(path)
+
+
+# ---- bundles that declare more than they hold: checked before memory is spent ------------------------------------
+
+MAX_PEAK_KIB = 1_500_000  # a refused bundle costs no more than importing the app does (torch, fastai, mediapipe)
+SIZE_REFUSAL = "refused before loading"
+
+
+def _write_bundle(root: Path, spec: dict, tensors: dict) -> Path:
+    from safetensors.torch import save_file
+
+    root.mkdir()
+    (root / "bundle.json").write_text(json.dumps({"format": 2, "calibrated": False, **spec}))
+    save_file(tensors, str(root / "model.safetensors"))
+    return root
+
+
+def _small_mlp_tensors(dim: int = 63, hidden: int = 16, n_classes: int = 2) -> dict:
+    import torch
+
+    return {"mean": torch.zeros(dim), "std": torch.ones(dim), "net.0.weight": torch.zeros(hidden, dim),
+            "net.0.bias": torch.zeros(hidden), "net.3.weight": torch.zeros(n_classes, hidden),
+            "net.3.bias": torch.zeros(n_classes)}
+
+
+@pytest.fixture()
+def oversized(tmp_path) -> dict[str, Path]:
+    """A landmarks bundle.json declaring a 60,000-wide MLP (14.4 GB of float32), a tabular one declaring a
+    2-billion-row embedding (512 GB), each with the small tensors of an honest model; and their data."""
+    import torch
+
+    wide = _write_bundle(tmp_path / "wide", {
+        "task": "landmarks", "backend": "vector", "classes": ["a", "b"], "input": {"dim": 63},
+        "arch": {"name": "vector_mlp", "dim": 63, "hidden": [60000, 60000], "n_classes": 2, "dropout": 0.0}},
+        _small_mlp_tensors())
+    emb = _write_bundle(tmp_path / "embedding", {
+        "task": "tabular", "backend": "tabular", "classes": ["a", "b"],
+        "arch": {"name": "tabular", "emb_szs": [[2_000_000_000, 64]], "n_cont": 1, "n_classes": 2, "layers": [8],
+                 "ps": [0.0], "embed_p": 0.0, "use_bn": False, "bn_final": False, "bn_cont": False, "lin_first": True},
+        "tabular": {"cat_names": ["colour"], "cont_names": ["x"], "vocab": {"colour": ["#na#", "red", "blue"]},
+                    "na_fill": {}, "means": {"x": 0.0}, "stds": {"x": 1.0}}},
+        {"embeds.0.weight": torch.zeros(3, 64), "layers.0.0.weight": torch.zeros(8, 65),
+         "layers.0.0.bias": torch.zeros(8), "layers.1.0.weight": torch.zeros(2, 8), "layers.1.0.bias": torch.zeros(2)})
+    data = tmp_path / "answers.csv"
+    data.write_text("label,person,session,colour,x\na,p1,s1,red,1\nb,p2,s2,blue,2\n")
+    video = tmp_path / "frames"
+    video.mkdir()
+    _write_frame(video / "0.png")
+    return {"wide": wide, "embedding": emb, "data": data, "video": video}
+
+
+def _write_frame(path: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(path)
+
+
+def _run_cli_child(argv: list[str], tmp_path: Path) -> tuple[int, str, int]:
+    """(exit code, output, peak resident KiB) of `livelearner ARGV` in its own process (its own VmHWM, read by the
+    child itself). An 8 GiB address-space limit keeps a regression from filling this shared machine."""
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    code = ("import sys; from demos.cli import main; rc = main(sys.argv[1:]); "
+            "peak = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]; "
+            "print('PEAK', peak); sys.exit(rc)")
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(repo), "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
+
+    proc = subprocess.run([sys.executable, "-c", code, *argv], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300, preexec_fn=limit)
+    out = proc.stdout + proc.stderr
+    peak = [int(line.split()[1]) for line in out.splitlines() if line.startswith("PEAK ")]
+    return proc.returncode, out, peak[0] if peak else -1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["watch-wide-mlp", "evaluate-huge-embedding"])
+def test_cli_refuses_a_bundle_declaring_huge_layers_with_low_memory(oversized, case, tmp_path):
+    argv = (["watch", "--task", f"sign:{oversized['wide']}", "--source", str(oversized["video"]), "--no-window",
+             "--max-frames", "1"] if case.startswith("watch")
+            else ["evaluate", str(oversized["embedding"]), str(oversized["data"])])
+    rc, out, peak_kib = _run_cli_child(argv, tmp_path)
+    assert rc != 0 and "Traceback" not in out, out[-2000:]
+    assert SIZE_REFUSAL in out and "parameters" in out and "100,000,000" in out, out[-2000:]
+    assert 0 < peak_kib < MAX_PEAK_KIB, f"peak {peak_kib / 1024:.0f} MiB"
+
+
+@pytest.mark.parametrize("case", ["wide", "embedding"])
+def test_load_bundle_refuses_declared_giants_without_allocating(oversized, case):
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(BundleError, match=SIZE_REFUSAL) as err:
+        load_bundle(oversized[case])
+    assert "parameters" in str(err.value)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: nothing allocated
+
+
+def test_weights_that_do_not_fit_the_declared_shapes_are_named(tmp_path):
+    import torch
+
+    spec = {"task": "landmarks", "backend": "vector", "classes": ["a", "b"],
+            "arch": {"name": "vector_mlp", "dim": 63, "hidden": [16], "n_classes": 2, "dropout": 0.0}}
+    tensors = _small_mlp_tensors(hidden=32)
+    with pytest.raises(BundleError, match=r"net\.0\.weight \[32, 63\] \(bundle.json's arch needs \[16, 63\]\)"):
+        load_bundle(_write_bundle(tmp_path / "wrong", spec, tensors))
+    with pytest.raises(BundleError, match="missing tensors net.3.bias"):
+        load_bundle(_write_bundle(tmp_path / "short", spec, {k: v for k, v in _small_mlp_tensors().items()
+                                                             if k != "net.3.bias"}))
+    bundle = load_bundle(_write_bundle(tmp_path / "honest", spec, _small_mlp_tensors()))
+    assert bundle.predict_probs(np.zeros((3, 63), np.float32)).shape == (3, 2)
+    (tmp_path / "honest" / "model.safetensors").write_bytes((10**9).to_bytes(8, "little") + b"{}")
+    with pytest.raises(BundleError, match="header length"):
+        load_bundle(tmp_path / "honest")
+    _ = torch  # the tensors above are torch's

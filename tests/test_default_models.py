@@ -12,7 +12,6 @@ import pytest
 from models.shipped import SHIPPED, shipped_model
 from train.datasets import class_balance_weights, stratified_split
 from train.emotion_recipe import EmotionRecipe, retrain_emotion
-from train.sign_recipe import contiguous_block_split
 
 MAX_WEIGHTS_BYTES = 5 * 1024 * 1024
 
@@ -39,18 +38,6 @@ def test_stratified_and_balanced_indices():
     assert (y[valid] == 1).sum() == 1 and (y[valid] == 0).sum() == 9
     w = class_balance_weights(y[valid])  # each example once, every class the same total weight
     assert len(w) == len(valid) and w[y[valid] == 0].sum() == pytest.approx(w[y[valid] == 1].sum())
-
-
-def test_contiguous_blocks_never_interleave_frames():
-    labels = np.array(["A"] * 50 + ["B"] * 50)
-    frames = np.r_[np.arange(1, 3001, 60), np.arange(7, 3007, 60)]
-    train, valid = contiguous_block_split(labels, frames, n_blocks=5, fold=2, gap_frames=30)
-    for c in ("A", "B"):
-        v = frames[valid][labels[valid] == c]
-        t = frames[train][labels[train] == c]
-        assert len(v) == 10
-        # validation frames form one contiguous run, and no training frame lies within 30 frames of it
-        assert not ((t >= v.min() - 30) & (t <= v.max() + 30)).any()
 
 
 def _draw_face(mouth: str, rng: np.random.Generator) -> np.ndarray:
@@ -110,9 +97,10 @@ def test_shipped_sign_model_runs_on_a_hand_and_ignores_handedness():
     from models.signs import BundleSignClassifier
 
     clf = BundleSignClassifier(load_bundle(shipped_model("livelearner-sign").path))
-    assert clf.classes == tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ") and clf.calibrated
+    assert clf.classes == tuple("ABCDEFGHIKLMNOPQRSTUVWXY") and clf.calibrated  # the 24 static letters
     card = clf.bundle.card
-    assert card["new_person"] and card["comparison"]["runs"]["landmarks/cross-signer"]
+    assert card["calibration"]["new_person"] and card["new_person"]["n_persons"] >= 50
+    assert "a new person" in clf.calibration
     landmarker = load_hand_landmarks(HandSettings(video_mode=False))
     try:
         image = draw_hand()
@@ -122,32 +110,7 @@ def test_shipped_sign_model_runs_on_a_hand_and_ignores_handedness():
         landmarker.close()
     assert right and left, "the drawn hand was not found"
     p_right, p_left = clf.predict_probs(right), clf.predict_probs(left)
-    assert p_right.shape == (1, 26) and p_right.sum() == pytest.approx(1.0, abs=1e-6)
+    assert p_right.shape == (1, 24) and p_right.sum() == pytest.approx(1.0, abs=1e-6)
     # a left hand is mirrored onto a right one: the mirrored photo reads as the same letter
     assert p_right.argmax() == p_left.argmax()
     assert np.abs(p_right - p_left).max() < 0.15
-
-
-def test_landmark_learner_of_the_sign_recipe_trains_and_scores_per_detection(tmp_path):
-    """The sign recipe's landmark path on generated hands: 3 letters, 2 signers, some photos with no hand."""
-    from train.sign_recipe import HandSet, SignRecipe, _fit_and_bundle, score_on
-
-    rng = np.random.default_rng(0)
-    centres = {c: rng.normal(size=63).astype(np.float32) for c in "ABC"}
-    labels = np.array([c for c in "ABC" for _ in range(40)])
-    groups = np.array(["p1", "p2"] * 60)
-    feats = np.stack([centres[c] + 0.3 * rng.normal(size=63).astype(np.float32) for c in labels])
-    feats[1::10] = np.nan  # 12 of signer p2's 60 photos: no hand found
-    hs = HandSet([tmp_path / f"{i}.jpg" for i in range(120)], labels, groups, feats, np.zeros((120, 4), np.int32),
-                 [tmp_path / f"{i}.png" for i in range(120)])
-    train_idx, valid_idx = np.flatnonzero((groups == "p1") & hs.found), np.flatnonzero((groups == "p2") & hs.found)
-    recipe = SignRecipe(data=tmp_path, out=tmp_path / "out", landmark_epochs=8)
-    bundle, valid, _ = _fit_and_bundle("landmarks", hs, train_idx, valid_idx, ["A", "B", "C"], recipe,
-                                       tmp_path / "bundle", {"setting": "test"})
-    assert valid["accuracy"]["value"] > 0.9
-    card = json.loads((bundle / "card.json").read_text())
-    assert len(card["curves"]["train_loss"]) == 8 and np.isfinite(card["curves"]["train_loss"]).all()
-    scores = score_on(bundle, "landmarks", hs.subset(groups == "p2"))
-    assert scores["detection_rate"]["value"] == pytest.approx(0.8)
-    # photos without a hand count as wrong over all images, and are left out of the detected-hands figure
-    assert scores["accuracy_all"]["value"] == pytest.approx(0.8 * scores["accuracy_detected"]["value"])

@@ -219,7 +219,7 @@ def test_relabel_and_remove_record_who_did_it(tmp_path):
 
 @pytest.mark.parametrize("argv, words", [(["emotion", "--epochs", "0"], "epochs must be in [1, 1000]"),
                                          (["emotion", "--limit-per-class", "-5"], "limit per class"),
-                                         (["sign", "--epochs", "99999"], "landmark epochs")])
+                                         (["sign", "--epochs", "99999"], "epochs must be in [1, 1000]")])
 def test_cli_train_default_range_checks_numbers(tmp_path, capsys, argv, words):
     code = cli_main(["train-default", *argv, "--data", str(tmp_path), "--out", str(tmp_path / "b")])
     err = capsys.readouterr().err

@@ -124,6 +124,23 @@ def grouped_split(labels: Sequence[str], groups: Sequence[str], *, group_by: str
     return Split(np.flatnonzero(~best), np.flatnonzero(best), f"grouped:{group_by}")
 
 
+def grouped_folds(groups: Sequence[str], n_folds: int = 5, seed: int = 0) -> np.ndarray:
+    """(N,) fold number 0..n_folds-1 of each example; whole groups per fold, folds of similar size (the groups,
+    largest first after a seeded shuffle, each go to the fold with the fewest examples so far)."""
+    g = np.asarray(groups)
+    names, counts = np.unique(g, return_counts=True)
+    if len(names) < n_folds:
+        raise SplitError(f"{n_folds} grouped folds need at least {n_folds} groups; the data has {len(names)}")
+    order = np.random.default_rng(seed).permutation(len(names))
+    order = order[np.argsort(-counts[order], kind="stable")]
+    sizes, fold_of = np.zeros(n_folds, int), {}
+    for i in order:
+        k = int(np.argmin(sizes))
+        fold_of[names[i]] = k
+        sizes[k] += counts[i]
+    return np.array([fold_of[name] for name in g])
+
+
 def walk_forward(times: Sequence[float], folds: int = 3, min_train_frac: float = 0.4) -> list[Split]:
     """Time-ordered folds: the first `min_train_frac` of the data is always training; the rest is cut
     into `folds` consecutive blocks, each validated by a model trained on everything before it."""
