@@ -145,10 +145,10 @@ def test_damaged_weights_and_unknown_architectures_get_clear_errors(tmp_path):
 def test_bundle_predictions_say_what_they_were_calibrated_on(tmp_path):
     from models.shipped import shipped_bundle
 
-    shipped = load_bundle(shipped_bundle("sign"))  # the shipped sign model: fitted on 233 validation-signer hands
-    p = shipped.predictions(np.zeros((1, 63), np.float32))[0]
-    assert p.calibrated and "n=233" in p.calibration and "same examples, not on new data" in p.calibration
-    assert "new person" in p.calibration and "cover 0.375" in p.calibration
+    shipped = load_bundle(shipped_bundle("sign"))  # the shipped sign model: cross-fitted over person folds
+    p = shipped.predictions(np.zeros((1, shipped.spec["input"]["dim"]), np.float32))[0]
+    assert p.calibrated and "n=7575" in p.calibration and "same examples, not on new data" in p.calibration
+    assert "new person" in p.calibration and "worst 0.65" in p.calibration
     # a bundle that states no calibration and was not fitted says uncalibrated; one claiming it is refused words
     data = list(leaky_landmarks(LeakyLandmarks(n_persons=2, per_person_class=10, dim=8)))
     x = np.stack([r[0] for r in data])
