@@ -9,6 +9,7 @@ back "none of these". Figures (the shipped calibration, fitted on traindata only
 - accuracy on the 250 command clips, "none of these" counted wrong, with a 95% Wilson interval;
 - ece: 15-bin expected calibration error of the 11-class probabilities over all clips (target of an
   unknown or silence clip: none of these); ece_commands over the command clips only;
+- confident_wrong_rate: share of all clips answered wrongly with probability >= 0.9;
 - reject_unknown_rate (unknown + silence answered none of these), false_reject_rate (command clips
   answered none of these), coverage and mean size of the prediction sets;
 - seconds_per_clip: wall time of one classify() (encoder + batched label scoring + greedy transcript);
@@ -29,12 +30,14 @@ from pathlib import Path
 import numpy as np
 
 from models.commands import NONE_OF_THESE, CommandClassifier, CommandScorer, CommandScorerSettings, NoSpeechError, normalise
+from models.prediction import RoutingPolicy
 from train.calibration import ece
 from train.evidence import wilson_interval
 
 COMMANDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 NOT_COMMANDS = ("_unknown_", "_silence_")
 LABELS_CSV = Path("speech_commands") / "labels.csv"
+CONFIDENT_P = RoutingPolicy().accept_at  # a wrong answer this sure is auto-accepted (the default routing): the costly error
 QUICK_PER_CLASS = 3  # clips per command word with --quick (and 5 unknown, 3 silence)
 
 
@@ -56,9 +59,9 @@ def read_clips(data: Path, quick: bool) -> list[tuple[Path, str]]:
 
 def text_path(transcripts: list[str], labels: tuple[str, ...]) -> list[str]:
     """Zero-shot MiniLM: the label whose name is most similar to the transcript; '' for an empty transcript."""
-    from models.embeddings import TextEmbedder
+    from models.embeddings import load_text_embedder
 
-    embedder = TextEmbedder()
+    embedder = load_text_embedder()
     names = embedder.encode(list(labels))  # (K, 384), unit rows
     out = []
     for text, emb in zip(transcripts, embedder.encode([t or " " for t in transcripts])):
@@ -103,6 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     acc = wilson_interval(int((pred[cmd] == y[cmd]).sum()), int(cmd.sum()))
     reject = float((pred[~cmd] == none).mean())
     false_reject = float((pred[cmd] == none).mean())
+    confident_wrong = float(np.mean((pred != y) & (probs_a.max(axis=1) >= CONFIDENT_P)))
     covered = float(np.mean([classes[t] in s for t, s in zip(y, sets)]))
     text_pred = text_path([t for t, c in zip(transcripts, cmd) if c], COMMANDS)
     text_acc = wilson_interval(sum(p == classes[t] for p, t in zip(text_pred, y[cmd])), int(cmd.sum()))
@@ -111,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     summary = {
         "accuracy": acc.value, "accuracy_low": acc.low, "accuracy_high": acc.high,
         "ece": ece(probs_a, y), "ece_commands": ece(probs_a[cmd], y[cmd]),
+        "confident_wrong_rate": confident_wrong,
         "reject_unknown_rate": reject, "false_reject_rate": false_reject,
         "set_coverage": covered, "set_size_mean": float(np.mean([len(s) for s in sets])),
         "seconds_per_clip": float(np.mean(seconds)),
@@ -125,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  calibration: {cal.fitted_on}")
     print(f"  accuracy (10 words, none counted wrong): {acc}")
     print(f"  ECE (15 bins): {summary['ece']:.3f} all clips, {summary['ece_commands']:.3f} command clips")
+    print(f"  answered wrongly with p >= {CONFIDENT_P}: {confident_wrong:.3f} of clips")
     print(f"  unknown/silence rejected: {reject:.3f}   commands falsely rejected: {false_reject:.3f}")
     if cal.coverage:
         print(f"  {cal.coverage:.0%} prediction sets: coverage {covered:.3f}, mean size {summary['set_size_mean']:.2f}")
