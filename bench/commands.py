@@ -1,6 +1,7 @@
 """Spoken-command benchmark: Whisper scoring the labels on the audio vs transcript + zero-shot text.
 
     python -m bench.commands --data /work/shared/evaldata [--quick]
+    python -m bench.commands --data /work/shared/traindata --conditions clean,telephone,noisy [--quick] [--cache F]
 
 Runs `models.commands.CommandClassifier` with the 10 command words of Speech Commands
 (yes, no, up, down, left, right, on, off, stop, go) on `speech_commands/labels.csv`: 250 command clips,
@@ -15,6 +16,14 @@ back "none of these". Figures (the shipped calibration, fitted on traindata only
 - seconds_per_clip: wall time of one classify() (encoder + batched label scoring + greedy transcript);
 - the comparison path on the same clips: the same greedy transcript classified by zero-shot MiniLM
   similarity to the label words (text_path_accuracy), and the plain "transcript contains the word" rule.
+
+With --conditions (on traindata, never evaluation data): the shipped calibration's recipe
+(train.command_calibration: 10 commands and 10 digits as label sets, other words and synthetic noise as
+none of these, every clip also as recorded on a telephone line, in noise, at another gain, in a room,
+cut tight; train.audio_conditions) is fitted 5 times with a fifth of the speakers held out, and the
+held-out speakers' answers (one per clip and label set) are reported per condition: `<condition>_accuracy` (clips of label words,
+none counted wrong), `<condition>_ece` (all answers), `<condition>_confident_wrong_rate` (answers
+wrongly with p >= 0.9), and the same share among confident rejections and among confident acceptances.
 Last line: one JSON object with the figures.
 """
 from __future__ import annotations
@@ -39,6 +48,9 @@ NOT_COMMANDS = ("_unknown_", "_silence_")
 LABELS_CSV = Path("speech_commands") / "labels.csv"
 CONFIDENT_P = RoutingPolicy().accept_at  # a wrong answer this sure is auto-accepted (the default routing): the costly error
 QUICK_PER_CLASS = 3  # clips per command word with --quick (and 5 unknown, 3 silence)
+TRAIN_FOLDER = "speech_commands_v0.01_sample"  # under traindata: labels.csv (path, label, person)
+SILENCE_CLIPS = 24  # synthetic noise clips added as silence, as train.command_calibration does
+QUICK_PERSONS = 8  # persons with --conditions --quick
 
 
 def read_clips(data: Path, quick: bool) -> list[tuple[Path, str]]:
@@ -69,13 +81,77 @@ def text_path(transcripts: list[str], labels: tuple[str, ...]) -> list[str]:
     return out
 
 
+def run_conditions(args: argparse.Namespace) -> None:
+    """Leave-speakers-out over the training clips, fitted across recording conditions, reported per condition."""
+    from train.command_calibration import (COMMAND_WORDS, DIGIT_WORDS, EVERY_CLIP, ROTATED, fit_command_calibration,
+                                           in_conditions, speech_commands_clips, synthetic_silence)
+
+    folder = args.data / TRAIN_FOLDER if (args.data / TRAIN_FOLDER / "labels.csv").is_file() else args.data
+    report_on = args.conditions.split(",")
+    fit_on = list(dict.fromkeys(EVERY_CLIP if args.fit_conditions is None else args.fit_conditions.split(",")))
+    rotate = [] if args.fit_conditions is not None else list(ROTATED)
+    if not set(report_on) <= set(fit_on) | set(rotate):
+        raise SystemExit(f"--conditions {args.conditions}: each reported condition must be fitted in "
+                         f"({','.join(dict.fromkeys(fit_on + rotate))})")
+    clips = speech_commands_clips(folder) + synthetic_silence(SILENCE_CLIPS)  # refuses evaluation data
+    if args.quick:
+        persons = sorted({c.person for c in clips})[:QUICK_PERSONS]
+        clips = [c for c in clips if c.person in persons]
+    cache = json.loads(args.cache.read_text()) if args.cache and args.cache.is_file() else {}
+    load = os.getloadavg()[0]
+    warnings.filterwarnings("ignore", message="No CUDA GPU found")
+    scorer = CommandScorer(CommandScorerSettings(model=args.model, threads=args.threads))
+    t0 = time.perf_counter()
+    try:
+        cal, report = fit_command_calibration(in_conditions(clips, fit_on, rotate), [COMMAND_WORDS, DIGIT_WORDS], scorer,
+                                              fitted_on=f"{folder.name} in {len(set(fit_on + rotate))} conditions", cache=cache)
+    finally:
+        if args.cache:
+            args.cache.write_text(json.dumps(cache))
+    h = report["heldout"]
+    print(f"spoken commands, {args.model}: {folder.name} ({len(clips)} clips incl. {SILENCE_CLIPS} synthetic silences, "
+          f"{h['persons']} persons, {h['folds']}-fold by person){' [quick]' if args.quick else ''}")
+    print(f"  fitted on held-in persons, every clip {', '.join(fit_on)}"
+          f"{'; each once more in one of ' + ', '.join(dict.fromkeys(rotate)) if rotate else ''}; "
+          "label sets: 10 commands, 10 digits (other words: none of these)")
+    summary: dict = {"model": args.model, "persons": h["persons"], "folds": h["folds"],
+                     "fit_conditions": list(dict.fromkeys(fit_on + rotate))}
+    for c in report_on:
+        f = report["by_condition"][c]
+        print(f"  {c:10s} accuracy {f['command_accuracy']:.3f} (label words, none counted wrong), ECE {f['ece']:.3f}, "
+              f"wrong with p >= {CONFIDENT_P}: {f['confident_wrong_rate']:.3f} of answers (clip x label set; of confident rejections "
+              f"{f['rejection_confident_wrong_rate']:.3f}, of confident acceptances {f['acceptance_confident_wrong_rate']:.3f}), "
+              f"unknown rejected {f['reject_unknown_rate']:.3f}, false rejects {f['false_reject_rate']:.3f}, n={f['n']}")
+        summary.update({f"{c}_accuracy": f["command_accuracy"], f"{c}_ece": f["ece"],
+                        f"{c}_confident_wrong_rate": f["confident_wrong_rate"],
+                        f"{c}_rejection_confident_wrong_rate": f["rejection_confident_wrong_rate"],
+                        f"{c}_acceptance_confident_wrong_rate": f["acceptance_confident_wrong_rate"],
+                        f"{c}_reject_unknown_rate": f["reject_unknown_rate"], f"{c}_false_reject_rate": f["false_reject_rate"],
+                        f"{c}_n": f["n"]})
+    summary.update({"seconds": round(time.perf_counter() - t0, 1), "load_avg_1min": round(load, 2)})
+    print(f"  {summary['seconds']:.0f} s; load average at start: {load:.1f} on {os.cpu_count()} CPUs")
+    print(json.dumps(summary))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.commands", description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, required=True, help="evaldata folder (holding speech_commands/labels.csv)")
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK_PER_CLASS} clips per word, 5 unknown, 3 silence")
+    parser.add_argument("--data", type=Path, required=True,
+                        help="evaldata folder (holding speech_commands/labels.csv); with --conditions: traindata")
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_PER_CLASS} clips per word, 5 unknown, 3 silence; "
+                                                             f"with --conditions: the first {QUICK_PERSONS} persons")
     parser.add_argument("--model", default="tiny.en", help="Whisper model (default tiny.en)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: best on a shared 2-core machine)")
+    parser.add_argument("--conditions", default=None,
+                        help="leave-speakers-out over the training clips (traindata) in these recording conditions, "
+                             "e.g. clean,telephone,noisy")
+    parser.add_argument("--fit-conditions", default=None, help="conditions the calibration is fitted in, every clip "
+                                                               "(default: as the shipped one, see train.command_calibration)")
+    parser.add_argument("--cache", type=Path, default=None, help="JSON file of raw scores, reused and extended "
+                                                                 "(train.command_calibration --cache writes the same)")
     args = parser.parse_args(argv)
+    if args.conditions:
+        run_conditions(args)
+        return
     from capture.audio import load_audio
 
     clips = read_clips(args.data, args.quick)
