@@ -80,7 +80,7 @@ class Tally:
         return [w.latency_s for s in self.streams for w in s.words]
 
 
-def read_clips(data: Path, langs: set[str], quick: bool) -> list[Clip]:
+def read_clips(data: Path, langs: set[str], quick: bool, every: int = 1) -> list[Clip]:
     table = data / "transcripts.tsv"
     if not table.is_file():
         raise SystemExit(f"{table} not found: --data must be a folder with transcripts.tsv (path, reference, lang, duration_s)")
@@ -89,7 +89,7 @@ def read_clips(data: Path, langs: set[str], quick: bool) -> list[Clip]:
     clips = [Clip(data / r["path"], r["reference"], r["lang"], float(r["duration_s"])) for r in rows if r["lang"] in langs]
     if quick:
         clips = [c for c in clips if c.path.relative_to(data).as_posix() in QUICK] or clips[:9]
-    return clips
+    return clips[::every]
 
 
 def word_errors(reference: list[str], hypothesis: list[str]) -> int:
@@ -224,6 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, nargs="+", action="extend", required=True,
                         help="one or more folders with transcripts.tsv and the clips (repeat --data or list several)")
     parser.add_argument("--quick", action="store_true", help="jfk + 8 LJ Speech clips (else the first 9) per corpus")
+    parser.add_argument("--every", type=int, default=1, help="every Nth clip of each corpus (a loaded machine: 3)")
     parser.add_argument("--model", nargs="+", default=["tiny.en"], help="store names (tiny.en, base) or upstream sizes")
     parser.add_argument("--langs", default="en", help="comma-separated languages of clips to use")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per decode (1: best on a shared 2-core machine)")
@@ -247,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
 
     corpora = {}
     for folder in args.data:
-        clips = read_clips(folder, set(args.langs.split(",")), args.quick)
+        clips = read_clips(folder, set(args.langs.split(",")), args.quick, args.every)
         if not clips:
             raise SystemExit(f"no clips in {folder} for languages {args.langs}")
         corpora[folder.resolve().name] = clips
