@@ -366,7 +366,7 @@ def check_audio(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray
     except AudioInputError as e:
         raise CommandInputError(str(e)) from e
     duration_s = len(audio) / SAMPLE_RATE
-    if not len(audio) or float(np.abs(audio).max()) < SILENCE_PEAK:
+    if not len(audio) or float(np.abs(audio - audio.mean()).max()) < SILENCE_PEAK:  # a constant (DC) is silence too
         raise NoSpeechError("the utterance is silent (peak below -80 dBFS): check that the microphone is on and not muted")
     if duration_s < MIN_UTTERANCE_S:  # a word cut tight ("six" in 0.18 s): silence around it, as a longer cut would hold
         pad = np.zeros(int(SHORT_PAD_S * SAMPLE_RATE), np.float32)
