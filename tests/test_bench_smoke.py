@@ -82,10 +82,11 @@ def test_bench_sessions(evaldata, capsys):
 def test_bench_asr(evaldata, capsys):
     from bench import asr
 
-    asr.main(["--data", str(evaldata / "speech_asr"), "--quick"])
+    asr.main(["--data", str(evaldata / "speech_asr"), "--quick", "--clock", "cpu"])
     out = last_json(capsys)
-    assert out["n_clips"] == 1 and out["ref_words"] == 9
-    assert out["wer_streaming"] <= 50 and out["committed_words"] >= 5
+    assert out["n_clips"] == 1 and out["ref_words"] == 9 and out["committed_words"] >= 5
+    assert between(out["wer_offline"], 0, 60) and between(out["before"]["wer_streaming"], 0, 100)
+    assert out["commit_latency_median_s"] > 0 and out["before"]["beam_size"] == 1 and out["beam_size"] == 3
 
 
 @pytest.mark.slow
