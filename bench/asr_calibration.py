@@ -2,6 +2,7 @@
 
     python -m bench.asr_calibration --out /tmp/asr_calib [--n 160] [--seed 0]
     python -m bench.asr_calibration --make-corpus /tmp/own_asr --n 24   # a folder bench.asr can read
+    python -m bench.asr_calibration --quick --out /tmp/asr_calib_smoke   # 5 clips: does it run?
 
 Speech: template sentences spoken by espeak-ng (several voices and rates), some with white or
 babble noise mixed in at 20 down to -5 dB SNR, so that Whisper makes real mistakes. Non-speech:
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import shutil
 import subprocess
 import tempfile
@@ -33,6 +35,7 @@ OBJECTS = ("a heavy box", "the green door", "two small chairs", "the kitchen tab
 ENDINGS = ("before lunch", "on Monday morning", "in the rain", "after the meeting", "near the station", "last summer", "with great care", "for the first time", "early in the evening", "without any help")
 VOICES = ("en-us", "en-gb", "en-gb-scotland", "en-029", "en-gb-x-rp", "en-us-nyc")
 SAMPLE_RATE = 16_000
+QUICK_N = 5  # clips with --quick: a smoke run (with one label only, fit() gives a constant map)
 
 
 def sentence(rng: np.random.Generator) -> str:
@@ -136,6 +139,10 @@ def fit(x: np.ndarray, y: np.ndarray) -> tuple[tuple[float, ...], float]:
     """Logistic regression (standardised, L2); weights returned in raw feature units."""
     from sklearn.linear_model import LogisticRegression
 
+    if len(set(y.tolist())) < 2:  # a small --n can give one label only: the best map is then a constant
+        warnings.warn(f"only label {int(y[0]) if len(y) else '-'} among {len(y)} examples: constant map; use a larger --n")
+        rate = float(np.clip(y.mean() if len(y) else 0.5, 0.01, 0.99))
+        return tuple(0.0 for _ in range(x.shape[1])), round(math.log(rate / (1 - rate)), 4)
     mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-9
     model = LogisticRegression(C=1.0, max_iter=1000).fit((x - mean) / scale, y)
     w = model.coef_[0] / scale
@@ -179,7 +186,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--make-corpus", type=Path, default=None, help="write a tuning corpus for bench.asr here instead")
     parser.add_argument("--n", type=int, default=160)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_N} clips (a smoke run: the maps are not worth pasting)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.n = QUICK_N
     if shutil.which("espeak-ng") is None or shutil.which("sox") is None:
         raise SystemExit("espeak-ng and sox are needed: apt-get install espeak-ng sox")
     warnings.filterwarnings("ignore")

@@ -1,6 +1,7 @@
 """Spoken-command benchmark: Whisper scoring the labels on the audio vs transcript + zero-shot text.
 
     python -m bench.commands --data /work/shared/evaldata [--quick]
+    python -m bench.commands --data /work/shared/traindata --conditions clean,telephone,noisy [--quick] [--cache F]
 
 Runs `models.commands.CommandClassifier` with the 10 command words of Speech Commands
 (yes, no, up, down, left, right, on, off, stop, go) on `speech_commands/labels.csv`: 250 command clips,
@@ -9,11 +10,20 @@ back "none of these". Figures (the shipped calibration, fitted on traindata only
 - accuracy on the 250 command clips, "none of these" counted wrong, with a 95% Wilson interval;
 - ece: 15-bin expected calibration error of the 11-class probabilities over all clips (target of an
   unknown or silence clip: none of these); ece_commands over the command clips only;
+- confident_wrong_rate: share of all clips answered wrongly with probability >= 0.9;
 - reject_unknown_rate (unknown + silence answered none of these), false_reject_rate (command clips
   answered none of these), coverage and mean size of the prediction sets;
 - seconds_per_clip: wall time of one classify() (encoder + batched label scoring + greedy transcript);
 - the comparison path on the same clips: the same greedy transcript classified by zero-shot MiniLM
   similarity to the label words (text_path_accuracy), and the plain "transcript contains the word" rule.
+
+With --conditions (on traindata, never evaluation data): the shipped calibration's recipe
+(train.command_calibration: 10 commands and 10 digits as label sets, other words and synthetic noise as
+none of these, every clip also as recorded on a telephone line, in noise, at another gain, in a room,
+cut tight; train.audio_conditions) is fitted 5 times with a fifth of the speakers held out, and the
+held-out speakers' answers (one per clip and label set) are reported per condition: `<condition>_accuracy` (clips of label words,
+none counted wrong), `<condition>_ece` (all answers), `<condition>_confident_wrong_rate` (answers
+wrongly with p >= 0.9), and the same share among confident rejections and among confident acceptances.
 Last line: one JSON object with the figures.
 """
 from __future__ import annotations
@@ -29,13 +39,18 @@ from pathlib import Path
 import numpy as np
 
 from models.commands import NONE_OF_THESE, CommandClassifier, CommandScorer, CommandScorerSettings, NoSpeechError, normalise
+from models.prediction import RoutingPolicy
 from train.calibration import ece
 from train.evidence import wilson_interval
 
 COMMANDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 NOT_COMMANDS = ("_unknown_", "_silence_")
 LABELS_CSV = Path("speech_commands") / "labels.csv"
+CONFIDENT_P = RoutingPolicy().accept_at  # a wrong answer this sure is auto-accepted (the default routing): the costly error
 QUICK_PER_CLASS = 3  # clips per command word with --quick (and 5 unknown, 3 silence)
+TRAIN_FOLDER = "speech_commands_v0.01_sample"  # under traindata: labels.csv (path, label, person)
+SILENCE_CLIPS = 24  # synthetic noise clips added as silence, as train.command_calibration does
+QUICK_PERSONS = 8  # persons with --conditions --quick
 
 
 def read_clips(data: Path, quick: bool) -> list[tuple[Path, str]]:
@@ -56,9 +71,9 @@ def read_clips(data: Path, quick: bool) -> list[tuple[Path, str]]:
 
 def text_path(transcripts: list[str], labels: tuple[str, ...]) -> list[str]:
     """Zero-shot MiniLM: the label whose name is most similar to the transcript; '' for an empty transcript."""
-    from models.embeddings import TextEmbedder
+    from models.embeddings import load_text_embedder
 
-    embedder = TextEmbedder()
+    embedder = load_text_embedder()
     names = embedder.encode(list(labels))  # (K, 384), unit rows
     out = []
     for text, emb in zip(transcripts, embedder.encode([t or " " for t in transcripts])):
@@ -66,13 +81,77 @@ def text_path(transcripts: list[str], labels: tuple[str, ...]) -> list[str]:
     return out
 
 
+def run_conditions(args: argparse.Namespace) -> None:
+    """Leave-speakers-out over the training clips, fitted across recording conditions, reported per condition."""
+    from train.command_calibration import (COMMAND_WORDS, DIGIT_WORDS, EVERY_CLIP, ROTATED, fit_command_calibration,
+                                           in_conditions, speech_commands_clips, synthetic_silence)
+
+    folder = args.data / TRAIN_FOLDER if (args.data / TRAIN_FOLDER / "labels.csv").is_file() else args.data
+    report_on = args.conditions.split(",")
+    fit_on = list(dict.fromkeys(EVERY_CLIP if args.fit_conditions is None else args.fit_conditions.split(",")))
+    rotate = [] if args.fit_conditions is not None else list(ROTATED)
+    if not set(report_on) <= set(fit_on) | set(rotate):
+        raise SystemExit(f"--conditions {args.conditions}: each reported condition must be fitted in "
+                         f"({','.join(dict.fromkeys(fit_on + rotate))})")
+    clips = speech_commands_clips(folder) + synthetic_silence(SILENCE_CLIPS)  # refuses evaluation data
+    if args.quick:
+        persons = sorted({c.person for c in clips})[:QUICK_PERSONS]
+        clips = [c for c in clips if c.person in persons]
+    cache = json.loads(args.cache.read_text()) if args.cache and args.cache.is_file() else {}
+    load = os.getloadavg()[0]
+    warnings.filterwarnings("ignore", message="No CUDA GPU found")
+    scorer = CommandScorer(CommandScorerSettings(model=args.model, threads=args.threads))
+    t0 = time.perf_counter()
+    try:
+        cal, report = fit_command_calibration(in_conditions(clips, fit_on, rotate), [COMMAND_WORDS, DIGIT_WORDS], scorer,
+                                              fitted_on=f"{folder.name} in {len(set(fit_on + rotate))} conditions", cache=cache)
+    finally:
+        if args.cache:
+            args.cache.write_text(json.dumps(cache))
+    h = report["heldout"]
+    print(f"spoken commands, {args.model}: {folder.name} ({len(clips)} clips incl. {SILENCE_CLIPS} synthetic silences, "
+          f"{h['persons']} persons, {h['folds']}-fold by person){' [quick]' if args.quick else ''}")
+    print(f"  fitted on held-in persons, every clip {', '.join(fit_on)}"
+          f"{'; each once more in one of ' + ', '.join(dict.fromkeys(rotate)) if rotate else ''}; "
+          "label sets: 10 commands, 10 digits (other words: none of these)")
+    summary: dict = {"model": args.model, "persons": h["persons"], "folds": h["folds"],
+                     "fit_conditions": list(dict.fromkeys(fit_on + rotate))}
+    for c in report_on:
+        f = report["by_condition"][c]
+        print(f"  {c:10s} accuracy {f['command_accuracy']:.3f} (label words, none counted wrong), ECE {f['ece']:.3f}, "
+              f"wrong with p >= {CONFIDENT_P}: {f['confident_wrong_rate']:.3f} of answers (clip x label set; of confident rejections "
+              f"{f['rejection_confident_wrong_rate']:.3f}, of confident acceptances {f['acceptance_confident_wrong_rate']:.3f}), "
+              f"unknown rejected {f['reject_unknown_rate']:.3f}, false rejects {f['false_reject_rate']:.3f}, n={f['n']}")
+        summary.update({f"{c}_accuracy": f["command_accuracy"], f"{c}_ece": f["ece"],
+                        f"{c}_confident_wrong_rate": f["confident_wrong_rate"],
+                        f"{c}_rejection_confident_wrong_rate": f["rejection_confident_wrong_rate"],
+                        f"{c}_acceptance_confident_wrong_rate": f["acceptance_confident_wrong_rate"],
+                        f"{c}_reject_unknown_rate": f["reject_unknown_rate"], f"{c}_false_reject_rate": f["false_reject_rate"],
+                        f"{c}_n": f["n"]})
+    summary.update({"seconds": round(time.perf_counter() - t0, 1), "load_avg_1min": round(load, 2)})
+    print(f"  {summary['seconds']:.0f} s; load average at start: {load:.1f} on {os.cpu_count()} CPUs")
+    print(json.dumps(summary))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.commands", description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, required=True, help="evaldata folder (holding speech_commands/labels.csv)")
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK_PER_CLASS} clips per word, 5 unknown, 3 silence")
+    parser.add_argument("--data", type=Path, required=True,
+                        help="evaldata folder (holding speech_commands/labels.csv); with --conditions: traindata")
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_PER_CLASS} clips per word, 5 unknown, 3 silence; "
+                                                             f"with --conditions: the first {QUICK_PERSONS} persons")
     parser.add_argument("--model", default="tiny.en", help="Whisper model (default tiny.en)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: best on a shared 2-core machine)")
+    parser.add_argument("--conditions", default=None,
+                        help="leave-speakers-out over the training clips (traindata) in these recording conditions, "
+                             "e.g. clean,telephone,noisy")
+    parser.add_argument("--fit-conditions", default=None, help="conditions the calibration is fitted in, every clip "
+                                                               "(default: as the shipped one, see train.command_calibration)")
+    parser.add_argument("--cache", type=Path, default=None, help="JSON file of raw scores, reused and extended "
+                                                                 "(train.command_calibration --cache writes the same)")
     args = parser.parse_args(argv)
+    if args.conditions:
+        run_conditions(args)
+        return
     from capture.audio import load_audio
 
     clips = read_clips(args.data, args.quick)
@@ -103,6 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     acc = wilson_interval(int((pred[cmd] == y[cmd]).sum()), int(cmd.sum()))
     reject = float((pred[~cmd] == none).mean())
     false_reject = float((pred[cmd] == none).mean())
+    confident_wrong = float(np.mean((pred != y) & (probs_a.max(axis=1) >= CONFIDENT_P)))
     covered = float(np.mean([classes[t] in s for t, s in zip(y, sets)]))
     text_pred = text_path([t for t, c in zip(transcripts, cmd) if c], COMMANDS)
     text_acc = wilson_interval(sum(p == classes[t] for p, t in zip(text_pred, y[cmd])), int(cmd.sum()))
@@ -111,6 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     summary = {
         "accuracy": acc.value, "accuracy_low": acc.low, "accuracy_high": acc.high,
         "ece": ece(probs_a, y), "ece_commands": ece(probs_a[cmd], y[cmd]),
+        "confident_wrong_rate": confident_wrong,
         "reject_unknown_rate": reject, "false_reject_rate": false_reject,
         "set_coverage": covered, "set_size_mean": float(np.mean([len(s) for s in sets])),
         "seconds_per_clip": float(np.mean(seconds)),
@@ -125,6 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  calibration: {cal.fitted_on}")
     print(f"  accuracy (10 words, none counted wrong): {acc}")
     print(f"  ECE (15 bins): {summary['ece']:.3f} all clips, {summary['ece_commands']:.3f} command clips")
+    print(f"  answered wrongly with p >= {CONFIDENT_P}: {confident_wrong:.3f} of clips")
     print(f"  unknown/silence rejected: {reject:.3f}   commands falsely rejected: {false_reject:.3f}")
     if cal.coverage:
         print(f"  {cal.coverage:.0%} prediction sets: coverage {covered:.3f}, mean size {summary['set_size_mean']:.2f}")

@@ -39,7 +39,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from models.streaming_asr import StreamingASR, StreamUpdate
+from models.streaming_asr import COMMIT_REASONS, StreamingASR, StreamUpdate
 from models.transcriber import SAMPLE_RATE, Word
 
 CLOCKS = ("live", "wall", "cpu")
@@ -68,7 +68,7 @@ class WordTiming:
     """
 
     word: Word
-    reason: str  # Commit.reason: "agreed", "confident", "pause", "end", "forced"
+    reason: str  # Commit.reason: one of models.streaming_asr.COMMIT_REASONS
     committed_s: float  # clock when the update that committed it was ready
     latency_s: float  # committed_s - the word's end (capped at the end of speech, see StreamDriver)
     audio_wait_s: float
@@ -112,7 +112,7 @@ def latency_breakdown(streams: list[StreamTimings]) -> dict[str, float | None]:
     out["window_median_s"] = med([d.window_s for d in decodes])
     audio_s = sum(s.audio_s for s in streams)
     out["decodes_per_audio_s"] = round(len(decodes) / audio_s, 3) if audio_s else None
-    for reason in ("agreed", "confident", "pause", "end", "forced"):
+    for reason in COMMIT_REASONS:
         mine = [w for w in words if w.reason == reason]
         out[f"share_{reason}"] = round(len(mine) / len(words), 3) if words else 0.0
         out[f"latency_{reason}_median_s"] = med([w.latency_s for w in mine])

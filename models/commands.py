@@ -46,7 +46,8 @@ from models.prediction import Prediction, RoutingPolicy, make_prediction, softma
 from models.transcriber import SAMPLE_RATE, AudioInputError, model_size_name, prepare_audio
 
 NONE_OF_THESE = "none of these"  # the extra class: the utterance is none of the labels (or silence)
-MIN_UTTERANCE_S = 0.2  # shorter audio cannot hold a word
+MIN_UTTERANCE_S = 0.2  # shorter audio (a word cut tight) is padded with SHORT_PAD_S of silence on each side
+SHORT_PAD_S = 0.2
 MAX_UTTERANCE_S = 30.0  # Whisper's context; longer audio is cut, with a warning
 SILENCE_PEAK = 1e-4  # peak amplitude below which a clip is digital silence (-80 dBFS)
 MAX_LABELS = 40  # forms are scored in one batch: ~6 per label
@@ -66,7 +67,7 @@ class CommandInputError(ValueError):
 
 
 class NoSpeechError(CommandInputError):
-    """The utterance is too short or digitally silent: there is nothing to classify."""
+    """The utterance is digitally silent: there is nothing to classify."""
 
 
 # ---- labels and their surface forms --------------------------------------------------------------
@@ -155,15 +156,22 @@ class CommandCalibration:
     """How raw label scores become probabilities, and what that was measured on.
 
     p = softmax([label scores..., none score] / temperature), where
-    none score = transcript score + bias + no_speech_weight * log(p_no_speech / (1 - p_no_speech));
+    raw none = transcript score + bias + no_speech_weight * log(p_no_speech / (1 - p_no_speech)),
+    none score = best label score + min(rejection_scale * (raw none - best label score), rejection_cap);
     the bias is `match_bias` when the greedy transcript is itself one of the labels ("Yes." for "yes":
     then the transcript is evidence FOR that label, not for none of these), else `rejection_bias`.
+    rejection_scale < 1 says that the margin by which the transcript beats every label is weaker evidence
+    than the margin between two labels: on a new microphone a mumbled "five" read as "Bye." beats " five"
+    by a wide margin, and a shared temperature would reject it at p 0.99; Whisper's "you" on a quiet
+    "two" beats every label by so much that only a cap keeps such a rejection from p 1.00.
     """
 
     temperature: float = 1.0  # > 1 softens overconfident scores
     rejection_bias: float = 0.0  # added to the none-of-these score (log units); < 0 rejects less
     match_bias: float = 0.0  # the same, when the transcript reads as one of the labels
     no_speech_weight: float = 0.0  # weight of the no-speech log-odds in the none-of-these score
+    rejection_scale: float = 1.0  # how far the none-of-these score may stand from the best label's (1: as it comes)
+    rejection_cap: float = math.inf  # ... and at most this far above it (log units; inf: no cap)
     conformal_qhat: float | None = None  # split-conformal threshold on 1 - p(true class)
     coverage: float | None = None  # target coverage of the prediction sets, e.g. 0.9
     calibrated: bool = False  # True only when fitted on held-out data and its error measured
@@ -196,7 +204,10 @@ class CommandCalibration:
         bias = np.where(transcript_is_label, self.match_bias, self.rejection_bias)
         p_ns = np.clip(np.asarray(no_speech_prob, dtype=np.float64), 1e-6, 1 - 1e-6)
         none = np.asarray(transcript_score, dtype=np.float64) + bias + self.no_speech_weight * np.log(p_ns / (1 - p_ns))
-        return np.concatenate([np.asarray(label_scores, dtype=np.float64), none[..., None]], axis=-1)
+        labels = np.asarray(label_scores, dtype=np.float64)
+        best = labels.max(axis=-1)
+        none = best + np.minimum(self.rejection_scale * (none - best), self.rejection_cap)
+        return np.concatenate([labels, none[..., None]], axis=-1)
 
     def probs(self, label_scores: np.ndarray, transcript_score: np.ndarray | float,
               transcript_is_label: np.ndarray | bool, no_speech_prob: np.ndarray | float) -> np.ndarray:
@@ -349,17 +360,17 @@ class CommandScorer:
 
 
 def check_audio(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """(N,) float32 16 kHz audio of a usable utterance; NoSpeechError if too short or silent."""
+    """(N,) float32 16 kHz audio of a usable utterance (padded if under 0.2 s); NoSpeechError if silent."""
     try:
         audio = prepare_audio(audio, sample_rate)
     except AudioInputError as e:
         raise CommandInputError(str(e)) from e
     duration_s = len(audio) / SAMPLE_RATE
-    if duration_s < MIN_UTTERANCE_S:
-        raise NoSpeechError(f"the utterance is {duration_s:.2f} s long; a spoken command needs at least "
-                            f"{MIN_UTTERANCE_S} s: speak the whole word")
-    if float(np.abs(audio).max()) < SILENCE_PEAK:
+    if not len(audio) or float(np.abs(audio - audio.mean()).max()) < SILENCE_PEAK:  # a constant (DC) is silence too
         raise NoSpeechError("the utterance is silent (peak below -80 dBFS): check that the microphone is on and not muted")
+    if duration_s < MIN_UTTERANCE_S:  # a word cut tight ("six" in 0.18 s): silence around it, as a longer cut would hold
+        pad = np.zeros(int(SHORT_PAD_S * SAMPLE_RATE), np.float32)
+        audio = np.concatenate([pad, audio, pad])
     if duration_s > MAX_UTTERANCE_S:
         warnings.warn(f"utterance of {duration_s:.0f} s: only its first {MAX_UTTERANCE_S:.0f} s are scored", stacklevel=3)
         audio = audio[: int(MAX_UTTERANCE_S * SAMPLE_RATE)]
@@ -404,7 +415,7 @@ class CommandClassifier:
     def classify(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE, *, timestamp_s: float = 0.0) -> Prediction:
         """One utterance -> Prediction over the labels + 'none of these'.
 
-        Raises NoSpeechError (a CommandInputError) for audio under 0.2 s or digitally silent.
+        Raises NoSpeechError (a CommandInputError) for digitally silent audio; audio under 0.2 s is padded.
         """
         t0 = time.perf_counter()
         label_score, scored = self.scores(audio, sample_rate)

@@ -4,17 +4,19 @@ Three calls (as in whisper_streaming): `insert_audio(chunk)` as audio arrives, `
 whenever the caller has time (it decodes only once `min_chunk_s` of new speech has arrived), and
 `finish()` at the end of the stream. Each returns a `StreamUpdate`.
 
-How text becomes final (LocalAgreement-2): every decode re-reads the whole buffer; words that the
-latest two decodes agree on, after the already committed ones, are committed and never change
-again. A word the latest decode alone gives probability >= `confident_prob`, ending at least
+How text becomes final: every decode re-reads the whole buffer with a small beam search
+(`beam_size`); words that the latest two decodes agree on, after the already committed ones, are
+committed and never change again (LocalAgreement-2), unless the latest decode gives the word less
+than `agree_prob`: such a word needs `unsure_decodes` decodes in a row to agree (or the end of
+speech). A word the latest decode alone gives probability >= `confident_prob`, ending at least
 `confident_lookahead_s` before the newest audio, is committed too (it matters when decodes are
 spaced out: a busy CPU, a large `min_chunk_s`). The rest is "partial" text, shown apart and free
 to change. Committed words of the current buffer are forced as the decoder's prefix, so each
 decode only samples the uncommitted tail, and earlier committed text is the prompt (context).
 Every commit says why (`Commit.reason`), which `models.asr_replay` turns into a latency breakdown.
 
-Why latency cannot drift: the buffer is cut after every committed sentence end, and never holds
-more than `max_window_s` (beyond that it is cut after the last committed word, committing the
+Why latency cannot drift: the buffer is cut after a committed sentence end once it holds
+`trim_min_s` of audio, and never holds more than `max_window_s` (beyond that it is cut after the last committed word, committing the
 hypothesis if two decodes never agreed). So decode cost, and with it latency, stays bounded over
 a session of any length.
 
@@ -24,19 +26,23 @@ is decoded once more and all of it is committed at once (its last words need no 
 
 Times are absolute: seconds of audio since the stream began (from sample counts).
 
-Defaults were chosen on our own espeak-ng corpus (`python -m bench.asr_calibration --make-corpus
-DIR --n 30 --seed 7`: 30 clips, 203 s, 575 words), never on evaluation data; tiny.en on the ct2
-engine, one thread, CPU clock; offline WER there 22.9 %. Old defaults (min_chunk_s 0.6,
-end_of_speech_s 0.5): WER 29.2 %, commit latency median 1.13 s, p95 2.44 s, 0.13 CPU s per audio s.
-min_chunk_s 0.3: median 0.64 s, p95 1.59 s, WER 31.6 %, CPU 0.20. end_of_speech_s 0.3 on top (the
-VAD needs 0.25 s of silence to end a segment, so this flushes as soon as it does): WER 30.3 %,
-median 0.63 s, p95 1.51 s (one-decode commits on top: median 0.626 s, WER the same). The default
-min_chunk_s 0.4 (with end_of_speech_s 0.3): WER 29.2 %, as the old defaults, median 0.77 s, p95
-1.97 s, CPU 0.16. Why not 0.3: two decodes 0.3 s apart hear nearly the same audio and agree on the
-same mistake more often (espeak "window" committed as "wind off"). A larger commit_guard_s (0.35),
-waiting for 1.0-1.5 s of window before the first commit, or never committing a hypothesis's last
-word did not lower WER beyond noise (+-1 point here). Known weakness: the first words of an utterance are committed
-after decodes that saw only ~1 s of audio, and tiny.en then errs more often than on the whole clip.
+Defaults were tuned on natural read speech, never on evaluation data: every third clip of
+`../shared/traindata/speech_sentences` (43 clips, 440 words; Common Voice, LibriSpeech, VCTK, ARCTIC,
+AMI), tiny.en on the ct2 engine, one thread, CPU clock; offline WER there 24.0 %. Where streaming
+lost words (per committed word, aligned to the reference): two greedy decodes agreeing on a word the
+decoder itself barely believed ("The" at p 0.02, "is" at 0.36 for "It is"), a sentence end guessed at
+the window's edge ("12th dead." before "were the doctor") cutting the buffer so the next decodes lost
+their context, and hard (noisy, accented) clips where each decode reads the words differently. Old
+defaults (greedy, min_chunk_s 0.4, trim_min_s 0, LocalAgreement-2 on any word): WER 28.7 %, commit
+latency median 0.67 s, p95 1.82 s, 0.17 CPU s per audio s. agree_prob 0.5: WER 27.6 %; with
+trim_min_s 10 on top 27.4 %. Beam search (3) made each decode far more stable: WER 24.0 %, as
+offline, with or without agree_prob (0.76 / 2.31 s with it, 0.69 / 1.84 s without, CPU 0.20); then
+min_chunk_s 0.25 for latency: WER 24.4 %, median 0.61 s, p95 1.82 s, CPU 0.32. The default stays at
+0.4 (WER 24.0 %, median 0.76 s): at 0.25 two decodes of the tests' espeak sentence agreed on "wind off"
+for "window" (as 0.3 did before); pass min_chunk_s=0.25 where latency matters more. Committing a word
+that stayed unsettled 1.0 s after its end (as the latest decode had it) bounded p95 at 1.36 s but
+cost 2.7 points of WER (70 % of those words were wrong): left out. The tail of the latency is the
+hard clips' words, which wait for agreement or the end of speech.
 """
 from __future__ import annotations
 
@@ -58,18 +64,25 @@ MAX_GAP_FILL_S = 5.0  # dropped audio up to this long is replaced by silence to 
 
 @dataclass(frozen=True)
 class StreamingSettings:
-    min_chunk_s: float = 0.4  # decode again once this much new audio has arrived (0.3: faster, see above)
+    min_chunk_s: float = 0.4  # decode again once this much new audio has arrived (0.25: faster, see above)
     max_window_s: float = 15.0  # the buffer never holds more audio than this
-    trim_min_s: float = 0.0  # cut at a committed sentence end only once the buffer is this long
+    # Cut at a committed sentence end only once the buffer is this long: a sentence end guessed at the window's
+    # edge is often wrong, and cutting there takes the next words' context away (the cost: longer windows).
+    trim_min_s: float = 10.0
     prompt_chars: int = 200  # how much earlier committed text is the decoder's prompt
     vad: str = "auto"  # voice activity detector: "silero", "energy", "auto" (silero, else energy), "off"
     commit_guard_s: float = 0.2  # never commit a word ending this close to the newest audio (it may be cut off)
     # One-decode commit: a word the latest decode gives at least this probability, ending at least
     # confident_lookahead_s before the newest audio, is committed without waiting for a second decode
-    # (a probability above 1 turns this off: pure LocalAgreement-2). On the own corpus at the defaults
-    # it commits 0.5 % of words (WER unchanged); with min_chunk_s 0.6, 4 % (WER 29.2 -> 28.7 %).
+    # (a probability above 1 turns this off).
     confident_prob: float = 0.8
     confident_lookahead_s: float = 0.3
+    # Agreement is evidence only for a word the decoder believes: a word the latest decode gives less than
+    # agree_prob needs unsure_decodes decodes in a row to agree on it (or the end of speech, whose decode
+    # sees the whole utterance). agree_prob 0: plain LocalAgreement-2.
+    agree_prob: float = 0.5
+    unsure_decodes: int = 3
+    beam_size: int = 3  # hypotheses kept by each window decode (1: greedy)
     end_of_speech_s: float = 0.3  # this much silence ends an utterance: decode once more, commit all
     speech_pad_s: float = 0.3  # audio kept before speech starts (and after it ends)
 
@@ -181,7 +194,7 @@ class StreamingASR:
         hyp = self._decode()
         new = self._heard(hyp.words)
         firsts = self._first_decodes(new)
-        reasons = self._certain(new)
+        reasons = self._certain(new, firsts)
         committed = self._commit(new[: len(reasons)], hyp, reasons, firsts)
         self._hypothesis, self._hyp_firsts = new[len(reasons) :], firsts[len(reasons) :]
         closed = self._close_sentences()
@@ -241,7 +254,8 @@ class StreamingASR:
         prompt = "".join(w.text for w in before)[-self.settings.prompt_chars :]
         prefix = [t for w in self._buffer_words for t in w.tokens]
         hyp = self.transcriber.decode_window(
-            self._audio, time_offset_s=self._buffer_start_s, prompt=prompt, prefix_tokens=prefix, language=self._language
+            self._audio, time_offset_s=self._buffer_start_s, prompt=prompt, prefix_tokens=prefix, language=self._language,
+            beam_size=self.settings.beam_size,
         )
         self._decoded_until_s = self._stream_end_s
         self._decodes += 1
@@ -256,7 +270,7 @@ class StreamingASR:
             firsts.append(self._hyp_firsts[i] if carried else self._decodes)
         return firsts
 
-    def _certain(self, words: list[Word]) -> list[str]:
+    def _certain(self, words: list[Word], firsts: list[int]) -> list[str]:
         """Why each word of the certain prefix of the latest hypothesis can be committed now.
 
         "agreed": the previous decode gave the same words up to here (LocalAgreement-2), and the
@@ -269,7 +283,9 @@ class StreamingASR:
         agreeing = True
         for i, w in enumerate(words):
             agreeing = agreeing and i < len(self._hypothesis) and _norm(w.text) == _norm(self._hypothesis[i].text)
-            if agreeing and w.end_s <= self._stream_end_s - s.commit_guard_s:
+            in_a_row = self._decodes - firsts[i] + 1  # decodes that gave this word (and all before it) unchanged
+            believed = w.probability >= s.agree_prob or in_a_row >= s.unsure_decodes
+            if agreeing and believed and w.end_s <= self._stream_end_s - s.commit_guard_s:
                 reasons.append("agreed")
             elif w.probability >= s.confident_prob and w.end_s <= self._stream_end_s - s.confident_lookahead_s:
                 reasons.append("confident")

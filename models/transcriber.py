@@ -289,6 +289,7 @@ class Transcriber:
         prefix_tokens: Sequence[int] = (),
         language: str | None = None,
         max_new_tokens: int | None = None,
+        beam_size: int = 1,
     ) -> WindowHypothesis:
         """Greedy decode of (N,) 16 kHz audio (N <= 30 s) after a forced prefix.
 
@@ -296,6 +297,7 @@ class Transcriber:
         prompt: earlier committed text (context only). Returns the words after the prefix.
         max_new_tokens: cap on sampled tokens (default: 8 per second of audio), which bounds the
         cost of a decoding loop; a loop that still appears is cut at its first repeat.
+        beam_size: 1 is greedy; more keeps that many hypotheses (beam search), for the same encoder pass.
         """
         t0 = time.perf_counter()
         audio = audio[: int(MAX_WINDOW_S * SAMPLE_RATE)]
@@ -313,7 +315,7 @@ class Transcriber:
         cap = max_new_tokens if max_new_tokens is not None else int(8 * len(audio) / SAMPLE_RATE) + 16
         sample_len = max(1, min(N_TEXT_CTX // 2 - len(prefix), cap))
         tokens, avg_logprob, no_speech_prob = self.engine.generate(
-            features, tokenizer, prompt=prompt.strip()[-400:], prefix=prefix, sample_len=sample_len
+            features, tokenizer, prompt=prompt.strip()[-400:], prefix=prefix, sample_len=sample_len, beam_size=beam_size
         )
         context = prefix[-64:]  # a loop may repeat the committed text itself
         new_tokens = cut_repetition(context + [t for t in tokens if t < tokenizer.eot], keep=len(context))[len(context) :]
@@ -494,12 +496,14 @@ class TorchEngine:
         mel = mel.to(self.model.device)
         return _encode(self.model, mel.half() if self.fp16 else mel)
 
-    def generate(self, features: torch.Tensor, tokenizer: Any, *, prompt: str, prefix: list[int], sample_len: int) -> tuple[list[int], float, float]:
-        """Greedy decode after the forced prefix -> (sampled tokens, avg_logprob, no_speech_prob)."""
+    def generate(self, features: torch.Tensor, tokenizer: Any, *, prompt: str, prefix: list[int], sample_len: int,
+                 beam_size: int = 1) -> tuple[list[int], float, float]:
+        """Greedy (or beam) decode after the forced prefix -> (sampled tokens, avg_logprob, no_speech_prob)."""
         options = DecodingOptions(
             task="transcribe",
             language=tokenizer.language or "en",  # an English-only tokenizer has no language
             temperature=0.0,
+            beam_size=beam_size if beam_size > 1 else None,
             sample_len=sample_len,
             prompt=prompt or None,
             prefix=prefix or None,

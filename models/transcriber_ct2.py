@@ -77,8 +77,9 @@ class CT2Engine:
         array = np.ascontiguousarray(mel.detach().cpu().numpy(), dtype=np.float32)
         return self.model.encode(ctranslate2.StorageView.from_array(array), to_cpu=False)
 
-    def generate(self, features: Any, tokenizer: Any, *, prompt: str, prefix: list[int], sample_len: int) -> tuple[list[int], float, float]:
-        """Greedy decode after the forced prefix (openai-whisper's DecodingTask layout and suppression).
+    def generate(self, features: Any, tokenizer: Any, *, prompt: str, prefix: list[int], sample_len: int,
+                 beam_size: int = 1) -> tuple[list[int], float, float]:
+        """Greedy (or beam) decode after the forced prefix (openai-whisper's DecodingTask layout and suppression).
 
         Returns (sampled tokens after the prefix, avg_logprob, no_speech_prob), as TorchEngine.generate.
         """
@@ -89,7 +90,7 @@ class CT2Engine:
         result = self.model.generate(
             features,
             [initial],
-            beam_size=1,
+            beam_size=beam_size,
             max_length=len(initial) + sample_len,
             return_scores=True,
             return_no_speech_prob=True,

@@ -36,7 +36,8 @@ from scipy.optimize import minimize
 
 from models.commands import (NONE_OF_THESE, CommandCalibration, CommandClassifier, CommandScorer, CommandScorerSettings,
                              NoSpeechError, label_scores, normalise, surface_forms)
-from models.prediction import softmax
+from models.prediction import RoutingPolicy, softmax
+from train.audio_conditions import CONDITIONS, apply_condition, condition_seed
 from train.calibration import ece, empirical_coverage, conformal_qhat
 
 COMMAND_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
@@ -51,17 +52,40 @@ COVERAGE = 0.9  # target of the prediction sets
 # whatever the data's mix (Speech Commands has 2 non-command clips per command clip). On persons held out of
 # the traindata fit, 0.5 gave ECE 0.013 and 5% false rejects against 0.022 and 10% with the data's own mix.
 NONE_SHARE = 0.5
+# Recording conditions of the shipped fit (train.audio_conditions): every clip clean, and once more in one other
+# condition: a third of the clips on a telephone line, a third in noise (the conditions bench.commands reports
+# besides clean), a ninth each at another gain, in a room, cut tight. Two scorings per clip: on this shared 2-core
+# machine a scoring took 1.5-3 s, and six per clip (1800) did not fit the time there was.
+EVERY_CLIP = ("clean",)
+ROTATED = ("telephone", "noisy", "gain", "telephone", "noisy", "reverb", "telephone", "noisy", "onset")
+MAX_REJECTION_CAP = 20.0  # log units: the fit starts here (no cap in effect) and may lower it
 PRIOR_EXAMPLES = 20.0  # a prior calibration counts as this many recordings (team refits start from the shipped one)
 MIN_CALIBRATION_CLIPS = 30  # fewer recordings than this (or a single person) are not called calibrated
 
 
 @dataclass(frozen=True)
 class LabelledClip:
-    id: str  # unique, stable: the cache key (a path or a sample id)
+    id: str  # unique, stable: the cache key (a path or a sample id, with "|condition" unless clean)
     audio: np.ndarray | None  # (N,) float32 16 kHz; None: read from `path` when needed
     label: str  # a label, or NONE_OF_THESE
     person: str
     path: Path | None = None
+    condition: str = "clean"  # recording condition made from the clip (train.audio_conditions)
+
+
+def in_conditions(clips: Sequence[LabelledClip], conditions: Sequence[str], rotate: Sequence[str] = ()) -> list[LabelledClip]:
+    """Each clip once per recording condition in `conditions`, and once more in one of `rotate` (clip k in
+    rotate[k % len(rotate)]: a condition listed twice gets twice the share). The person stays the same, so
+    person folds keep all of a person's versions together."""
+    for c in (*conditions, *rotate):
+        if c not in CONDITIONS:
+            raise ValueError(f"unknown recording condition {c!r}: choose from {', '.join(CONDITIONS)}")
+
+    def version(clip: LabelledClip, c: str) -> LabelledClip:
+        return replace(clip, id=clip.id if c == "clean" else f"{clip.id}|{c}", condition=c)
+
+    every = [version(clip, c) for c in conditions for clip in clips]
+    return every + ([version(clip, rotate[k % len(rotate)]) for k, clip in enumerate(clips)] if rotate else [])
 
 
 @dataclass(frozen=True)
@@ -127,10 +151,13 @@ def store_clips(root: str | Path) -> list[LabelledClip]:
 
 def clip_audio(clip: LabelledClip) -> np.ndarray:
     if clip.audio is not None:
-        return clip.audio
-    from capture.audio import load_audio
+        audio = clip.audio
+    else:
+        from capture.audio import load_audio
 
-    return load_audio(clip.path, SAMPLE_RATE)
+        audio = load_audio(clip.path, SAMPLE_RATE)
+    base_id = clip.id.rsplit("|", 1)[0] if clip.condition != "clean" else clip.id
+    return apply_condition(clip.condition, audio, condition_seed(base_id, clip.condition))
 
 
 # ---- scoring (the slow part: Whisper once or twice per clip) -------------------------------------
@@ -205,6 +232,7 @@ class Rows:
     no_speech_prob: np.ndarray  # (N,)
     target: np.ndarray  # (N,) index of the true class; K = none of these
     person: np.ndarray  # (N,) str
+    condition: np.ndarray  # (N,) str: recording condition
 
     def logits(self, cal: CommandCalibration) -> np.ndarray:
         return cal.logits(self.label_scores, self.transcript_logprob, self.transcript_is_label, self.no_speech_prob)
@@ -227,13 +255,14 @@ def build_rows(clips: Sequence[LabelledClip], scores: dict[str, ClipScores], lab
     return Rows(ls.reshape(len(used), len(labels)), np.array([scores[c.id].transcript_logprob for c in used]),
                 np.array([normalise(scores[c.id].transcript) in keys for c in used]),
                 np.array([scores[c.id].no_speech_prob for c in used]), target,
-                np.array([c.person for c in used]))
+                np.array([c.person for c in used]), np.array([c.condition for c in used]))
 
 
 # ---- fitting -------------------------------------------------------------------------------------
 def fit_parameters(row_sets: Sequence[Rows], none_share: float | None = None,
                    prior: CommandCalibration | None = None) -> CommandCalibration:
-    """Temperature, the two biases and the no-speech weight minimising the negative log-likelihood of the rows.
+    """Temperature, the two biases, the no-speech weight, the rejection scale and cap minimising the negative
+    log-likelihood of the rows.
 
     none_share: weight none-of-these rows so that they make up this share of the total weight (the share
     of non-commands expected in use); None: as they come in the data.
@@ -241,14 +270,16 @@ def fit_parameters(row_sets: Sequence[Rows], none_share: float | None = None,
     Gaussian prior): a team's few recordings move the shipped calibration only as far as they justify.
     """
     weights = [_row_weights(rows, row_sets, none_share) for rows in row_sets]
-    theta0 = (np.array([math.log(prior.temperature), prior.rejection_bias, prior.match_bias, prior.no_speech_weight])
-              if prior is not None else np.zeros(4))
+    theta0 = (np.array([math.log(prior.temperature), prior.rejection_bias, prior.match_bias, prior.no_speech_weight,
+                        math.log(prior.rejection_scale), min(prior.rejection_cap, MAX_REJECTION_CAP)])
+              if prior is not None else np.array([0.0, 0.0, 0.0, 0.0, 0.0, MAX_REJECTION_CAP]))
     n_rows = sum(len(r.target) for r in row_sets)
     pull = PRIOR_EXAMPLES / max(n_rows, 1) if prior is not None else 0.0
 
     def nll(theta: np.ndarray) -> float:
         cal = CommandCalibration(temperature=math.exp(theta[0]), rejection_bias=theta[1], match_bias=theta[2],
-                                 no_speech_weight=theta[3])
+                                 no_speech_weight=theta[3], rejection_scale=math.exp(theta[4]),
+                                 rejection_cap=float(np.clip(theta[5], 0.0, MAX_REJECTION_CAP)))
         total, n = 0.0, 0.0
         for rows, w in zip(row_sets, weights):
             if not len(rows.target):
@@ -263,7 +294,8 @@ def fit_parameters(row_sets: Sequence[Rows], none_share: float | None = None,
     res = minimize(nll, theta0, method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-6, "maxiter": 4000})
     log_t = float(np.clip(res.x[0], math.log(0.05), math.log(20.0)))
     return CommandCalibration(temperature=math.exp(log_t), rejection_bias=float(res.x[1]), match_bias=float(res.x[2]),
-                              no_speech_weight=float(res.x[3]))
+                              no_speech_weight=float(res.x[3]), rejection_scale=float(np.exp(np.clip(res.x[4], -4, 2))),
+                              rejection_cap=float(np.clip(res.x[5], 0.0, MAX_REJECTION_CAP)))
 
 
 def _row_weights(rows: Rows, row_sets: Sequence[Rows], none_share: float | None) -> np.ndarray:
@@ -284,16 +316,30 @@ def person_folds(persons: Sequence[str], n_folds: int, seed: int = 0) -> list[se
 
 
 def summary(probs: np.ndarray, target: np.ndarray) -> dict[str, float]:
-    """Accuracy, ECE and reject rates of (N, K + 1) probabilities (none of these is the last column)."""
+    """Accuracy, ECE, reject rates and confident errors of (N, K + 1) probabilities (none of these is last).
+
+    accuracy: over all rows; command_accuracy: over rows of a label (none of these counted wrong), as
+    bench.commands reports it. confident_wrong_rate: rows answered wrongly with p >= the routing's accept
+    threshold (auto-accepted mistakes); rejection_/acceptance_confident_wrong_rate: the same share among
+    confident "none of these" answers and among confident label answers.
+    """
     pred = probs.argmax(axis=1)
+    top = probs.max(axis=1)
     none_idx = probs.shape[1] - 1
     is_none = target == none_idx
+    wrong, sure = pred != target, top >= RoutingPolicy().accept_at
+    sure_reject, sure_accept = sure & (pred == none_idx), sure & (pred != none_idx)
+    nan = float("nan")
     return {
         "n": int(len(target)),
         "accuracy": float((pred == target).mean()),
+        "command_accuracy": float((pred[~is_none] == target[~is_none]).mean()) if (~is_none).any() else nan,
         "ece": ece(probs, target),
-        "reject_unknown_rate": float((pred[is_none] == none_idx).mean()) if is_none.any() else float("nan"),
-        "false_reject_rate": float((pred[~is_none] == none_idx).mean()) if (~is_none).any() else float("nan"),
+        "reject_unknown_rate": float((pred[is_none] == none_idx).mean()) if is_none.any() else nan,
+        "false_reject_rate": float((pred[~is_none] == none_idx).mean()) if (~is_none).any() else nan,
+        "confident_wrong_rate": float((wrong & sure).mean()),
+        "rejection_confident_wrong_rate": float(wrong[sure_reject].mean()) if sure_reject.any() else 0.0,
+        "acceptance_confident_wrong_rate": float(wrong[sure_accept].mean()) if sure_accept.any() else 0.0,
     }
 
 
@@ -321,6 +367,7 @@ def fit_command_calibration(clips: Sequence[LabelledClip], tasks: Sequence[Seque
     persons = sorted({c.person for c in clips if c.id in scores})
     heldout_probs: list[np.ndarray] = []
     heldout_target: list[np.ndarray] = []
+    heldout_condition: list[np.ndarray] = []
     covered: list[float] = []
     set_sizes: list[float] = []
     width = max(len(task) for task in tasks) + 1  # held-out label sets are pooled at this width
@@ -336,11 +383,14 @@ def fit_command_calibration(clips: Sequence[LabelledClip], tasks: Sequence[Seque
             p = rows.probs(cal)
             heldout_probs.append(_pad(p, width))
             heldout_target.append(np.where(rows.target == len(task), width - 1, rows.target))
+            heldout_condition.append(rows.condition)
             cov, size = empirical_coverage(p, rows.target, qhat)
             covered.append(cov * len(rows.target))
             set_sizes.append(size * len(rows.target))
     probs, target = np.concatenate(heldout_probs), np.concatenate(heldout_target)
+    condition = np.concatenate(heldout_condition)
     heldout = summary(probs, target)
+    by_condition = {c: summary(probs[condition == c], target[condition == c]) for c in dict.fromkeys(condition.tolist())}
     heldout.update(coverage=coverage, set_coverage=float(sum(covered) / len(target)),
                    set_size_mean=float(sum(set_sizes) / len(target)), folds=min(n_folds, len(persons)),
                    persons=len(persons))
@@ -357,8 +407,9 @@ def fit_command_calibration(clips: Sequence[LabelledClip], tasks: Sequence[Seque
         fitted, conformal_qhat=qhat, coverage=coverage, calibrated=enough, model=scorer.settings.model,
         fitted_on=(f"{fitted_on}; none of these weighted {'as it comes' if none_share is None else f'to {none_share:.0%}'}"
                    f"{'; starting from ' + prior.model + ' shipped calibration' if prior is not None else ''}; {verdict}"),
-        n=n_rows, heldout_ece=heldout["ece"], heldout=heldout, extra_forms=forms)
-    return cal, {"heldout": heldout, "n_clips": len(scores), "skipped_silent": len(clips) - len(scores)}
+        n=n_rows, heldout_ece=heldout["ece"], heldout={**heldout, "by_condition": by_condition}, extra_forms=forms)
+    return cal, {"heldout": heldout, "by_condition": by_condition, "n_clips": len(scores),
+                 "skipped_silent": len(clips) - len(scores)}
 
 
 def _pooled_qhat(prob_targets: Sequence[tuple[np.ndarray, np.ndarray]], coverage: float) -> float:
@@ -389,7 +440,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--no-learn", action="store_true", help="team data: do not learn surface forms from transcripts")
     ap.add_argument("--none-share", type=float, default=NONE_SHARE,
                     help=f"weight share of none-of-these examples in the fit (default {NONE_SHARE}: as much as the commands)")
+    ap.add_argument("--conditions", default=None,
+                    help=f"recording conditions made from every clip, comma-separated, from {','.join(CONDITIONS)} "
+                         f"(default: {','.join(EVERY_CLIP)} for --speech-commands, clean for --store)")
+    ap.add_argument("--rotate", default=None, help="conditions that each get a share of the clips "
+                                                   f"(default: {','.join(ROTATED)} for --speech-commands, none for --store)")
     args = ap.parse_args(argv)
+    conditions = (args.conditions or (",".join(EVERY_CLIP) if args.speech_commands else "clean")).split(",")
+    rotate = [c for c in (args.rotate or (",".join(ROTATED) if args.speech_commands else "")).split(",") if c]
     cache = json.loads(args.cache.read_text()) if args.cache and args.cache.is_file() else {}
     scorer = CommandScorer(CommandScorerSettings(model=args.model))
     if args.speech_commands:
@@ -398,7 +456,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         persons = len({c.person for c in clips if not c.person.startswith("synthetic")})
         fitted_on = (f"{args.speech_commands.name} (traindata: {len(clips) - args.silence} clips of 30 words by {persons} "
                      f"speakers; label sets = 10 commands and 10 digits, other words as unknown) + {args.silence} "
-                     "synthetic noise clips as silence")
+                     f"synthetic noise clips as silence; each as recorded {', '.join(conditions)}"
+                     f"{' and each once more in one of ' + ', '.join(dict.fromkeys(rotate)) if rotate else ''}")
     else:
         clips = store_clips(args.store)
         tasks = [sorted({c.label for c in clips if c.label != NONE_OF_THESE})]
@@ -406,6 +465,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fitted_on = f"team recordings in {args.store} ({len(clips)} clips, labels {', '.join(tasks[0])})"
         prior = CommandClassifier(tasks[0], scorer).calibration  # also refuses unusable labels before the long run
         prior = prior if prior.calibrated else None
+    clips = in_conditions(clips, conditions, rotate)
     try:
         cal, report = fit_command_calibration(clips, tasks, scorer, fitted_on=fitted_on, learn=learn, cache=cache,
                                               none_share=args.none_share, prior=prior,
@@ -421,11 +481,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"held-out persons: accuracy {h['accuracy']:.3f}, ECE {h['ece']:.3f}, unknown rejected {h['reject_unknown_rate']:.3f}, "
           f"false rejects {h['false_reject_rate']:.3f}, {COVERAGE:.0%} sets cover {h['set_coverage']:.3f} "
           f"(mean size {h['set_size_mean']:.2f}), n={h['n']}")
+    for c, figures in report["by_condition"].items():
+        print(f"  {c:10s} accuracy {figures['accuracy']:.3f} (on label words {figures['command_accuracy']:.3f}), ECE "
+              f"{figures['ece']:.3f}, confidently wrong {figures['confident_wrong_rate']:.3f} (of confident rejections "
+              f"{figures['rejection_confident_wrong_rate']:.3f}, of confident acceptances {figures['acceptance_confident_wrong_rate']:.3f})")
     if cal.extra_forms:
         print(f"learned forms: {cal.extra_forms}")
     print(f"wrote {args.out}")
     print(json.dumps({"temperature": cal.temperature, "rejection_bias": cal.rejection_bias, "match_bias": cal.match_bias,
-                      "no_speech_weight": cal.no_speech_weight,
+                      "no_speech_weight": cal.no_speech_weight, "rejection_scale": cal.rejection_scale,
+                      **{f"{c}_{k}": v for c, figures in report["by_condition"].items() for k, v in figures.items()},
                       "conformal_qhat": cal.conformal_qhat, **{f"heldout_{k}": v for k, v in h.items()},
                       "n_clips": report["n_clips"]}))
     return 0
