@@ -19,9 +19,9 @@ back "none of these". Figures (the shipped calibration, fitted on traindata only
 
 With --conditions (on traindata, never evaluation data): the shipped calibration's recipe
 (train.command_calibration: 10 commands and 10 digits as label sets, other words and synthetic noise as
-none of these, every clip also as recorded on a telephone line, in noise, at another gain, in a room,
-cut tight; train.audio_conditions) is fitted 5 times with a fifth of the speakers held out, and the
-held-out speakers' answers (one per clip and label set) are reported per condition: `<condition>_accuracy` (clips of label words,
+none of these, every clip clean, on a telephone line and in noise, and once more at another gain, in a
+room or cut tight; train.audio_conditions) is fitted 5 times with a fifth of the speakers held out, and
+the held-out speakers' answers (one per clip and label set) are reported per condition: `<condition>_accuracy` (clips of label words,
 none counted wrong), `<condition>_ece` (all answers), `<condition>_confident_wrong_rate` (answers
 wrongly with p >= 0.9), and the same share among confident rejections and among confident acceptances.
 Last line: one JSON object with the figures.
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
         "transcript_equals_word_accuracy": float(np.mean(word_rule)),
         "n_command_clips": int(cmd.sum()), "n_unknown_silence_clips": int((~cmd).sum()),
         "calibrated": cal.calibrated, "temperature": cal.temperature, "rejection_bias": cal.rejection_bias,
-        "match_bias": cal.match_bias, "model": args.model, "threads": args.threads, "load_avg_1min": round(load, 2),
+        "match_bias": cal.match_bias, "prior_weight": cal.prior_weight, "model": args.model, "threads": args.threads, "load_avg_1min": round(load, 2),
     }
     print(f"spoken commands, {args.model}, {len(clips)} clips ({summary['n_command_clips']} commands, "
           f"{summary['n_unknown_silence_clips']} unknown/silence){' [quick]' if args.quick else ''}")

@@ -10,10 +10,14 @@ likely each label's text is, given the audio:
 3. all forms are decoded in ONE padded batch against the same encoder output (the cross-attention
    keys and values are computed once and expanded along the batch); a form's score is the sum of
    its tokens' log-probabilities;
-4. a label's score is the log-sum-exp over its forms;
+4. a label's score is the log-sum-exp over its forms, less a weight times its score on content-free audio
+   (faint white noise): Whisper's language prior. A short word in noise or down a telephone line is
+   heard as what Whisper says when it hears nothing ("you", "Thank you.", "Bye.", "Oh"); subtracting
+   what each text scores without speech leaves how much the audio itself speaks for it ("calibrate
+   before use", the domain-conditional PMI of zero-shot language-model classifiers);
 5. "none of these" is one more class: the greedy transcript scored the same way, plus a rejection
-   bias (unknown words and silence find their own transcript more likely than any label), plus a
-   weight times the log-odds of Whisper's no-speech token (noise is often transcribed as a short
+   bias (unknown words and silence find their own transcript more likely than any label), less a
+   weight times the transcript's own content-free score, plus a weight times the log-odds of Whisper's no-speech token (noise is often transcribed as a short
    word, even a label: "No", but Whisper also says it holds no speech);
 6. softmax over labels + none-of-these with a temperature. Temperature, bias and the conformal
    threshold come from a `CommandCalibration` (fitted by `train.command_calibration`, never on
@@ -54,6 +58,8 @@ MAX_LABELS = 40  # forms are scored in one batch: ~6 per label
 MAX_LABEL_WORDS = 8  # a command is a few words; a sentence belongs in "meaning" mode
 MAX_FORM_TOKENS = 40  # tokens of one surface form
 MAX_TRANSCRIPT_TOKENS = 48  # greedy transcript cap (commands are short)
+CONTENT_FREE_DBFS = -50.0  # level of the white noise whose scores are Whisper's prior (1 s, fixed seed)
+MAX_PRIOR_MEMO = 4096  # content-free scores kept per scorer (token sequences: forms and transcripts)
 CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
 _PUNCTUATION = ("", ".", "!")  # endings Whisper writes after a one-word utterance
 
@@ -156,7 +162,9 @@ class CommandCalibration:
     """How raw label scores become probabilities, and what that was measured on.
 
     p = softmax([label scores..., none score] / temperature), where
-    raw none = transcript score + bias + no_speech_weight * log(p_no_speech / (1 - p_no_speech)),
+    label score = its score on the audio - prior_weight * its score on content-free audio,
+    raw none = transcript score - transcript_prior_weight * its content-free score + bias
+               + no_speech_weight * log(p_no_speech / (1 - p_no_speech)),
     none score = best label score + min(rejection_scale * (raw none - best label score), rejection_cap);
     the bias is `match_bias` when the greedy transcript is itself one of the labels ("Yes." for "yes":
     then the transcript is evidence FOR that label, not for none of these), else `rejection_bias`.
@@ -164,6 +172,8 @@ class CommandCalibration:
     than the margin between two labels: on a new microphone a mumbled "five" read as "Bye." beats " five"
     by a wide margin, and a shared temperature would reject it at p 0.99; Whisper's "you" on a quiet
     "two" beats every label by so much that only a cap keeps such a rejection from p 1.00.
+    The prior weights (0: the scores as they come) take out what Whisper would write with no speech at
+    all: "Bye." and "you" score high on any faint sound, so they are weak evidence against "five" or "two".
     """
 
     temperature: float = 1.0  # > 1 softens overconfident scores
@@ -172,6 +182,8 @@ class CommandCalibration:
     no_speech_weight: float = 0.0  # weight of the no-speech log-odds in the none-of-these score
     rejection_scale: float = 1.0  # how far the none-of-these score may stand from the best label's (1: as it comes)
     rejection_cap: float = math.inf  # ... and at most this far above it (log units; inf: no cap)
+    prior_weight: float = 0.0  # share of each label's content-free score taken off its score
+    transcript_prior_weight: float = 0.0  # the same for the transcript's score in none of these
     conformal_qhat: float | None = None  # split-conformal threshold on 1 - p(true class)
     coverage: float | None = None  # target coverage of the prediction sets, e.g. 0.9
     calibrated: bool = False  # True only when fitted on held-out data and its error measured
@@ -198,21 +210,26 @@ class CommandCalibration:
                                     "python -m train.command_calibration") from e
 
     def logits(self, label_scores: np.ndarray, transcript_score: np.ndarray | float,
-               transcript_is_label: np.ndarray | bool, no_speech_prob: np.ndarray | float) -> np.ndarray:
-        """(..., K) label scores and (...) transcript scores, flags, no-speech probabilities
+               transcript_is_label: np.ndarray | bool, no_speech_prob: np.ndarray | float,
+               label_priors: np.ndarray | float = 0.0, transcript_prior: np.ndarray | float = 0.0) -> np.ndarray:
+        """(..., K) label scores and (...) transcript scores, flags, no-speech probabilities, with the
+        content-free scores of the labels ((K,) or (..., K)) and of the transcript ((...))
         -> (..., K + 1) logits before temperature."""
         bias = np.where(transcript_is_label, self.match_bias, self.rejection_bias)
         p_ns = np.clip(np.asarray(no_speech_prob, dtype=np.float64), 1e-6, 1 - 1e-6)
-        none = np.asarray(transcript_score, dtype=np.float64) + bias + self.no_speech_weight * np.log(p_ns / (1 - p_ns))
-        labels = np.asarray(label_scores, dtype=np.float64)
+        none = (np.asarray(transcript_score, dtype=np.float64) - self.transcript_prior_weight * np.asarray(transcript_prior)
+                + bias + self.no_speech_weight * np.log(p_ns / (1 - p_ns)))
+        labels = np.asarray(label_scores, dtype=np.float64) - self.prior_weight * np.asarray(label_priors, dtype=np.float64)
         best = labels.max(axis=-1)
         none = best + np.minimum(self.rejection_scale * (none - best), self.rejection_cap)
         return np.concatenate([labels, none[..., None]], axis=-1)
 
     def probs(self, label_scores: np.ndarray, transcript_score: np.ndarray | float,
-              transcript_is_label: np.ndarray | bool, no_speech_prob: np.ndarray | float) -> np.ndarray:
-        """(..., K + 1) probabilities: the labels, then none of these."""
-        return softmax(self.logits(label_scores, transcript_score, transcript_is_label, no_speech_prob), self.temperature)
+              transcript_is_label: np.ndarray | bool, no_speech_prob: np.ndarray | float,
+              label_priors: np.ndarray | float = 0.0, transcript_prior: np.ndarray | float = 0.0) -> np.ndarray:
+        """(..., K + 1) probabilities: the labels, then none of these (arguments as `logits`)."""
+        return softmax(self.logits(label_scores, transcript_score, transcript_is_label, no_speech_prob,
+                                   label_priors, transcript_prior), self.temperature)
 
 
 def default_calibration(model: str) -> CommandCalibration:
@@ -238,6 +255,8 @@ class ScoredUtterance:
     form_logprobs: np.ndarray  # (F,) summed token log-probs of each form given (in the order given)
     transcript: str  # greedy transcript (may be empty)
     transcript_logprob: float  # its summed token log-probs, end-of-text included
+    form_priors: np.ndarray  # (F,) the same on content-free audio (Whisper's prior of each form)
+    transcript_prior: float  # the transcript's summed log-probs on content-free audio
     no_speech_prob: float  # Whisper's probability of its no-speech token after start-of-transcript
     duration_s: float  # audio length
     compute_s: float  # wall time of encoder + decoder
@@ -266,6 +285,35 @@ class CommandScorer:
         # special token but end-of-text.
         self._suppress = torch.tensor(sorted(set(self.tokenizer.non_speech_tokens) | set(range(eot + 1, model.dims.n_vocab))))
         self._blank = torch.tensor(self.tokenizer.encode(" ") + [eot])
+        self._content_free: tuple[torch.Tensor, dict] | None = None  # encoder features + cross keys/values, made once
+        self._priors: dict[tuple[int, ...], float] = {}  # token sequence -> content-free log-prob
+
+    def _features(self, audio: np.ndarray) -> tuple[torch.Tensor, dict]:
+        """(N,) 16 kHz audio -> encoder features (1, 1500, d) and the decoder's cross-attention keys/values."""
+        mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(audio), self.model.dims.n_mels)  # (n_mels, 3000)
+        mel = mel[None].to(self.model.device, dtype=next(self.model.encoder.parameters()).dtype)
+        features = self.model.encoder(mel)  # (1, 1500, n_audio_state)
+        cross_kv = {}
+        for block in self.model.decoder.blocks:
+            att = block.cross_attn
+            cross_kv[att.key], cross_kv[att.value] = att.key(features), att.value(features)  # (1, 1500, d)
+        return features, cross_kv
+
+    def priors(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+        """(S,) summed log-probs of each token sequence (+ end-of-text) on content-free audio: 1 s of white
+        noise at CONTENT_FREE_DBFS. What Whisper writes when it hears no speech scores high here."""
+        keys = [tuple(s) for s in sequences]
+        missing = list(dict.fromkeys(k for k in keys if k not in self._priors))
+        if missing:
+            with torch.no_grad():
+                if self._content_free is None:
+                    noise = np.random.default_rng(0).standard_normal(SAMPLE_RATE) * 10 ** (CONTENT_FREE_DBFS / 20)
+                    self._content_free = self._features(noise.astype(np.float32))
+                if len(self._priors) + len(missing) > MAX_PRIOR_MEMO:
+                    self._priors.clear()  # bounded: transcripts are endless; forms come back on the next call
+                logprobs, _ = self._sequence_logprobs(*self._content_free, [list(k) for k in missing])
+            self._priors.update(zip(missing, map(float, logprobs)))
+        return np.array([self._priors[k] for k in keys])
 
     def encode_text(self, form: str) -> list[int]:
         return self.tokenizer.encode(form)
@@ -275,19 +323,14 @@ class CommandScorer:
         t0 = time.perf_counter()
         audio = check_audio(audio, sample_rate)
         with torch.no_grad():
-            mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(audio), self.model.dims.n_mels)  # (n_mels, 3000)
-            mel = mel[None].to(self.model.device, dtype=next(self.model.encoder.parameters()).dtype)
-            features = self.model.encoder(mel)  # (1, 1500, n_audio_state)
-            cross_kv = {}
-            for block in self.model.decoder.blocks:
-                att = block.cross_attn
-                cross_kv[att.key], cross_kv[att.value] = att.key(features), att.value(features)  # (1, 1500, d)
+            features, cross_kv = self._features(audio)
             transcript_tokens = self._greedy(features, cross_kv, int(8 * len(audio) / SAMPLE_RATE) + 8)
             sequences = [list(f) for f in forms] + [transcript_tokens]
             logprobs, no_speech = self._sequence_logprobs(features, cross_kv, sequences)  # (F + 1,), float
         text = self.tokenizer.decode(transcript_tokens).strip()
-        return ScoredUtterance(logprobs[:-1], text, float(logprobs[-1]), no_speech, len(audio) / SAMPLE_RATE,
-                               time.perf_counter() - t0)
+        priors = self.priors(sequences)  # (F + 1,): the forms' come from the memo after the first utterance
+        return ScoredUtterance(logprobs[:-1], text, float(logprobs[-1]), priors[:-1], float(priors[-1]), no_speech,
+                               len(audio) / SAMPLE_RATE, time.perf_counter() - t0)
 
     def _decoder_hidden(self, tokens: torch.Tensor, features: torch.Tensor, cross_kv: dict) -> torch.Tensor:
         """TextDecoder.forward up to its last layer norm: (B, T) tokens -> (B, T, d) hidden states.
@@ -407,10 +450,12 @@ class CommandClassifier:
                 self._owner.append(i)
         self._keys = [normalise(label) for label in self.labels]
 
-    def scores(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, ScoredUtterance]:
-        """(K,) raw label scores (log-sum-exp over each label's forms) and the raw scoring."""
+    def scores(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray, ScoredUtterance]:
+        """(K,) raw label scores (log-sum-exp over each label's forms), (K,) the same on content-free audio,
+        and the raw scoring."""
         scored = self.scorer.score(audio, self._tokens, sample_rate)
-        return label_scores(scored.form_logprobs, self._owner, len(self.labels)), scored
+        n = len(self.labels)
+        return label_scores(scored.form_logprobs, self._owner, n), label_scores(scored.form_priors, self._owner, n), scored
 
     def classify(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE, *, timestamp_s: float = 0.0) -> Prediction:
         """One utterance -> Prediction over the labels + 'none of these'.
@@ -418,10 +463,11 @@ class CommandClassifier:
         Raises NoSpeechError (a CommandInputError) for digitally silent audio; audio under 0.2 s is padded.
         """
         t0 = time.perf_counter()
-        label_score, scored = self.scores(audio, sample_rate)
+        label_score, label_prior, scored = self.scores(audio, sample_rate)
         cal = self.calibration
         is_label = normalise(scored.transcript) in self._keys
-        probs = cal.probs(label_score, scored.transcript_logprob, is_label, scored.no_speech_prob)
+        probs = cal.probs(label_score, scored.transcript_logprob, is_label, scored.no_speech_prob,
+                          label_prior, scored.transcript_prior)
         return make_prediction(
             self.classes, probs, policy=self.policy,
             conformal_qhat=cal.conformal_qhat if cal.calibrated else None,

@@ -80,6 +80,14 @@ def test_rejection_scale_shrinks_the_margin_of_none_of_these_only():
     assert raw.probs(labels, transcript, False, 0.5)[-1] > 0.99 > scaled.probs(labels, transcript, False, 0.5)[-1]
 
 
+def test_prior_weights_take_content_free_scores_off_labels_and_transcript():
+    cal = CommandCalibration(prior_weight=1.0, transcript_prior_weight=0.5)
+    labels, priors = np.array([-3.0, -4.0]), np.array([-1.0, -6.0])  # label 0 is what Whisper says to no speech
+    z = cal.logits(labels, -2.0, False, 0.5, priors, -1.0)
+    assert np.allclose(z, [-2.0, 2.0, -1.5])  # label 1 now leads; none = -2 - 0.5 * -1
+    assert np.allclose(CommandCalibration().logits(labels, -2.0, False, 0.5, priors, -1.0), [-3.0, -4.0, -2.0])
+
+
 def test_held_out_summary_counts_confident_errors_by_kind():
     from train.command_calibration import summary
 
@@ -141,6 +149,15 @@ def test_spoken_command_comes_back_as_its_class(classifier, spoken, spoken_text,
     assert p.prediction_set is not None and label in p.prediction_set
     assert isinstance(p.extra["transcript"], str) and p.decision in tuple(Decision)
     assert abs(p.probs.sum() - 1) < 1e-9
+
+
+@pytest.mark.slow
+def test_content_free_prior_ranks_what_whisper_says_to_noise_first(classifier):
+    scorer = classifier.scorer
+    forms = [scorer.encode_text(f) for f in (" you", " Thank you.", " stop", " seven")]
+    priors = scorer.priors(forms)
+    assert min(priors[:2]) > max(priors[2:]) + 1  # "you" and "Thank you." are Whisper's words for no speech
+    assert np.array_equal(scorer.priors(forms[::-1]), priors[::-1])  # memoised, same order as asked
 
 
 @pytest.mark.slow
