@@ -50,7 +50,8 @@ CONFIDENT_P = RoutingPolicy().accept_at  # a wrong answer this sure is auto-acce
 QUICK_PER_CLASS = 3  # clips per command word with --quick (and 5 unknown, 3 silence)
 TRAIN_FOLDER = "speech_commands_v0.01_sample"  # under traindata: labels.csv (path, label, person)
 SILENCE_CLIPS = 24  # synthetic noise clips added as silence, as train.command_calibration does
-QUICK_PERSONS = 8  # persons with --conditions --quick
+QUICK_PERSONS = 5  # with --conditions --quick: the first 5 persons, their first 4 clips each (14 clips in traindata),
+QUICK_CLIPS_PER_PERSON = 4  # fitted in the reported conditions only (about 45 scorings: a smoke run, not figures)
 
 
 def read_clips(data: Path, quick: bool) -> list[tuple[Path, str]]:
@@ -90,13 +91,19 @@ def run_conditions(args: argparse.Namespace) -> None:
     report_on = args.conditions.split(",")
     fit_on = list(dict.fromkeys(EVERY_CLIP if args.fit_conditions is None else args.fit_conditions.split(",")))
     rotate = [] if args.fit_conditions is not None else list(ROTATED)
+    if args.quick and args.fit_conditions is None:
+        fit_on, rotate = list(dict.fromkeys(report_on)), []
     if not set(report_on) <= set(fit_on) | set(rotate):
         raise SystemExit(f"--conditions {args.conditions}: each reported condition must be fitted in "
                          f"({','.join(dict.fromkeys(fit_on + rotate))})")
     clips = speech_commands_clips(folder) + synthetic_silence(SILENCE_CLIPS)  # refuses evaluation data
     if args.quick:
         persons = sorted({c.person for c in clips})[:QUICK_PERSONS]
-        clips = [c for c in clips if c.person in persons]
+        kept: dict[str, list] = {p: [] for p in persons}
+        for c in clips:
+            if c.person in kept and len(kept[c.person]) < QUICK_CLIPS_PER_PERSON:
+                kept[c.person].append(c)
+        clips = [c for person_clips in kept.values() for c in person_clips]
     cache = json.loads(args.cache.read_text()) if args.cache and args.cache.is_file() else {}
     load = os.getloadavg()[0]
     warnings.filterwarnings("ignore", message="No CUDA GPU found")
@@ -138,7 +145,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, required=True,
                         help="evaldata folder (holding speech_commands/labels.csv); with --conditions: traindata")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_PER_CLASS} clips per word, 5 unknown, 3 silence; "
-                                                             f"with --conditions: the first {QUICK_PERSONS} persons")
+                                                             f"with --conditions: the first {QUICK_PERSONS} persons, "
+                                                             f"{QUICK_CLIPS_PER_PERSON} clips each, fitted in those conditions")
     parser.add_argument("--model", default="tiny.en", help="Whisper model (default tiny.en)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: best on a shared 2-core machine)")
     parser.add_argument("--conditions", default=None,

@@ -100,6 +100,27 @@ def test_bench_commands(evaldata, capsys):
     assert between(out["text_path_accuracy"], 0, 1)
 
 
+TRAINDATA = Path(__file__).resolve().parents[1].parent / "shared" / "traindata"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (TRAINDATA / "speech_commands_v0.01_sample" / "labels.csv").is_file(),
+                    reason="needs ../shared/traindata/speech_commands_v0.01_sample (real voices; not in a clean clone)")
+def test_bench_commands_conditions(capsys):
+    from bench import commands
+
+    conditions = ("clean", "telephone", "noisy")
+    commands.main(["--data", str(TRAINDATA), "--conditions", ",".join(conditions), "--quick"])
+    out = last_json(capsys)
+    assert out["persons"] == out["folds"] == 5 and out["fit_conditions"] == list(conditions)
+    for c in conditions:  # 14 clips x 2 label sets of 5 held-out speakers, every clip in every condition
+        assert out[f"{c}_n"] == out["clean_n"] > 0
+        assert between(out[f"{c}_accuracy"], 0, 1) and between(out[f"{c}_ece"], 0, 1)
+        assert between(out[f"{c}_confident_wrong_rate"], 0, 1) and between(out[f"{c}_false_reject_rate"], 0, 1)
+    # a fit on 4 speakers' 12 clips is crude (clean accuracy 0.625 of 8 label words), but not blind:
+    assert out["clean_accuracy"] > 0 and out["clean_reject_unknown_rate"] >= 0.5
+
+
 @pytest.mark.slow
 def test_bench_asr_calibration(tmp_path, capsys):
     from bench import asr_calibration
