@@ -207,7 +207,8 @@ def main(argv: list[str] | None = None) -> None:
         "transcript_equals_word_accuracy": float(np.mean(word_rule)),
         "n_command_clips": int(cmd.sum()), "n_unknown_silence_clips": int((~cmd).sum()),
         "calibrated": cal.calibrated, "temperature": cal.temperature, "rejection_bias": cal.rejection_bias,
-        "match_bias": cal.match_bias, "prior_weight": cal.prior_weight, "model": args.model, "threads": args.threads, "load_avg_1min": round(load, 2),
+        "match_bias": cal.match_bias, "prior_weight": cal.prior_weight,
+        "model": args.model, "threads": args.threads, "load_avg_1min": round(load, 2),
     }
     print(f"spoken commands, {args.model}, {len(clips)} clips ({summary['n_command_clips']} commands, "
           f"{summary['n_unknown_silence_clips']} unknown/silence){' [quick]' if args.quick else ''}")

@@ -10,17 +10,18 @@ likely each label's text is, given the audio:
 3. all forms are decoded in ONE padded batch against the same encoder output (the cross-attention
    keys and values are computed once and expanded along the batch); a form's score is the sum of
    its tokens' log-probabilities;
-4. a label's score is the log-sum-exp over its forms, less a weight times its score on content-free audio
-   (faint white noise): Whisper's language prior. A short word in noise or down a telephone line is
+4. a label's score is the log-sum-exp over its forms, less a weight times its score on content-free
+   audio (faint white noise): Whisper's language prior. A short word in noise or down a telephone line is
    heard as what Whisper says when it hears nothing ("you", "Thank you.", "Bye.", "Oh"); subtracting
    what each text scores without speech leaves how much the audio itself speaks for it ("calibrate
    before use", the domain-conditional PMI of zero-shot language-model classifiers);
 5. "none of these" is one more class: the greedy transcript scored the same way, plus a rejection
    bias (unknown words and silence find their own transcript more likely than any label), less a
-   weight times the transcript's own content-free score, plus a weight times the log-odds of Whisper's no-speech token (noise is often transcribed as a short
-   word, even a label: "No", but Whisper also says it holds no speech);
-6. softmax over labels + none-of-these with a temperature. Temperature, bias and the conformal
-   threshold come from a `CommandCalibration` (fitted by `train.command_calibration`, never on
+   weight times the transcript's own content-free score, plus a weight times the log-odds of
+   Whisper's no-speech token (noise is often transcribed as a short word, even a label: "No", but
+   Whisper also says it holds no speech);
+6. softmax over labels + none-of-these with a temperature. Temperature, biases, weights and the
+   conformal threshold come from a `CommandCalibration` (fitted by `train.command_calibration`, never on
    evaluation data); the shipped one for tiny.en lives in models/calibration/.
 
     scorer = CommandScorer()                               # loads tiny.en once; share it
@@ -303,17 +304,19 @@ class CommandScorer:
         """(S,) summed log-probs of each token sequence (+ end-of-text) on content-free audio: 1 s of white
         noise at CONTENT_FREE_DBFS. What Whisper writes when it hears no speech scores high here."""
         keys = [tuple(s) for s in sequences]
-        missing = list(dict.fromkeys(k for k in keys if k not in self._priors))
+        known = {k: self._priors[k] for k in keys if k in self._priors}
+        missing = [k for k in dict.fromkeys(keys) if k not in known]
         if missing:
             with torch.no_grad():
                 if self._content_free is None:
                     noise = np.random.default_rng(0).standard_normal(SAMPLE_RATE) * 10 ** (CONTENT_FREE_DBFS / 20)
                     self._content_free = self._features(noise.astype(np.float32))
-                if len(self._priors) + len(missing) > MAX_PRIOR_MEMO:
-                    self._priors.clear()  # bounded: transcripts are endless; forms come back on the next call
                 logprobs, _ = self._sequence_logprobs(*self._content_free, [list(k) for k in missing])
-            self._priors.update(zip(missing, map(float, logprobs)))
-        return np.array([self._priors[k] for k in keys])
+            known.update(zip(missing, map(float, logprobs)))
+            if len(self._priors) + len(missing) > MAX_PRIOR_MEMO:
+                self._priors.clear()  # bounded: transcripts are endless; forms come back with one decoder batch
+            self._priors.update((k, known[k]) for k in missing)
+        return np.array([known[k] for k in keys])
 
     def encode_text(self, form: str) -> list[int]:
         return self.tokenizer.encode(form)
