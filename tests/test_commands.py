@@ -108,6 +108,12 @@ def test_shipped_calibration_for_tiny_en_was_measured_on_held_out_persons():
     assert cal.heldout["persons"] >= 20 and cal.n >= 400
     assert 0 < cal.conformal_qhat < 1
     assert not default_calibration("base").calibrated  # nothing fitted for it: said so
+    for condition in ("clean", "telephone", "noisy"):  # held-out speakers, every clip in each condition
+        held = cal.heldout["by_condition"][condition]
+        assert held["n"] >= 400 and held["ece"] <= 0.05, (condition, held)
+        # a confident "none of these" is not wrong more often than a confident label
+        assert held["rejection_confident_wrong_rate"] <= held["acceptance_confident_wrong_rate"], (condition, held)
+    assert cal.prior_weight > 0  # the fit found Whisper's content-free prior worth taking off
 
 
 def test_models_commands_does_not_import_train():
