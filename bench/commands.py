@@ -121,8 +121,11 @@ def run_conditions(args: argparse.Namespace) -> None:
     print(f"  fitted on held-in persons, every clip {', '.join(fit_on)}"
           f"{'; each once more in one of ' + ', '.join(dict.fromkeys(rotate)) if rotate else ''}; "
           "label sets: 10 commands, 10 digits (other words: none of these)")
+    print(f"  temperature cross-fitted within each fold's training persons: x{', x'.join(f'{f:.2f}' for f in h['fold_temperature_factors'])} "
+          "the in-sample one")
     summary: dict = {"model": args.model, "persons": h["persons"], "folds": h["folds"],
-                     "fit_conditions": list(dict.fromkeys(fit_on + rotate))}
+                     "fit_conditions": list(dict.fromkeys(fit_on + rotate)),
+                     "fold_temperature_factors": h["fold_temperature_factors"]}
     for c in report_on:
         f = report["by_condition"][c]
         print(f"  {c:10s} accuracy {f['command_accuracy']:.3f} (label words, none counted wrong), ECE {f['ece']:.3f}, "

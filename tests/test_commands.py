@@ -100,6 +100,32 @@ def test_held_out_summary_counts_confident_errors_by_kind():
     assert s["rejection_confident_wrong_rate"] == 0.5 and s["acceptance_confident_wrong_rate"] == 0.0
 
 
+def test_a_voice_the_fit_has_not_heard_gets_a_softer_cross_fitted_temperature():
+    """Five persons whose words Whisper hears well and one whose words it often mishears: fitted in-sample, the
+    temperature averages over all six; scored out of fold, the mishearing person meets a fit that never heard them."""
+    from train.command_calibration import Rows, fit_for_new_persons, fit_parameters
+
+    rng = np.random.default_rng(0)
+    n_per, k = 24, 3
+    persons = np.repeat([f"p{i}" for i in range(6)], n_per)
+    target = np.tile(np.arange(k + 1), 6 * n_per // (k + 1))  # labels 0..2 and none of these (3)
+    scores = rng.normal(-8.0, 1.0, (len(target), k))
+    is_label = target < k
+    scores[is_label, target[is_label]] = rng.normal(-2.0, 1.0, is_label.sum())
+    misheard = (persons == "p5") & is_label & (rng.random(len(target)) < 0.5)  # p5: a wrong label scores best
+    scores[misheard, (target[misheard] + 1) % k] = -1.0
+    transcript = np.where(is_label, -6.0, -2.0) + rng.normal(0, 0.5, len(target))
+    rows = Rows(scores, np.zeros(k), transcript, np.zeros(len(target)), np.zeros(len(target), bool),
+                np.full(len(target), 0.1), target, persons, np.full(len(target), "clean"))
+    in_sample = fit_parameters([rows])
+    cal, factor = fit_for_new_persons([rows], n_folds=6)
+    assert factor > 1.05 and np.isclose(cal.temperature, in_sample.temperature * factor)
+    assert cal.rejection_bias == in_sample.rejection_bias and cal.prior_weight == in_sample.prior_weight  # only T moves
+    assert (rows.probs(cal).argmax(1) == rows.probs(in_sample).argmax(1)).all()
+    two_persons = rows.subset(np.isin(persons, ["p0", "p1"]))
+    assert fit_for_new_persons([two_persons])[1] == 1.0  # nobody left to hold out: the in-sample temperature
+
+
 def test_shipped_calibration_for_tiny_en_was_measured_on_held_out_persons():
     cal = default_calibration("tiny.en")
     assert cal.calibrated and cal.model == "tiny.en"
