@@ -10,10 +10,16 @@ committed and never change again (LocalAgreement-2), unless the latest decode gi
 than `agree_prob`: such a word needs `unsure_decodes` decodes in a row to agree (or the end of
 speech). A word the latest decode alone gives probability >= `confident_prob`, ending at least
 `confident_lookahead_s` before the newest audio, is committed too (it matters when decodes are
-spaced out: a busy CPU, a large `min_chunk_s`). The rest is "partial" text, shown apart and free
-to change. Committed words of the current buffer are forced as the decoder's prefix, so each
-decode only samples the uncommitted tail, and earlier committed text is the prompt (context).
-Every commit says why (`Commit.reason`), which `models.asr_replay` turns into a latency breakdown.
+spaced out: a busy CPU, a long window). Two kinds of word are no evidence: the last word of a decode
+that stopped `stop_gap_s` before the speech did (the decoder may have cut it: "wind" for "window"),
+and a sentence end as the hypothesis's last word (`hold_last_sentence_end`: Whisper guesses one at
+the window's edge and stops there). Words repeating what was just said in a fraction of its time, or
+three times over, are a decoding loop and are dropped (`_loop_start`). The rest is "partial" text,
+shown apart and free to change. Committed words of the current buffer are forced as the decoder's
+prefix, so each decode only samples the uncommitted tail, and earlier committed text is the prompt
+(context). Every commit says why (`Commit.reason`), which `models.asr_replay` turns into a latency
+breakdown. Decodes run every `min_chunk_s` of new audio, or less often when one costs more than
+`decode_share` of that time (a long window, a slow or busy CPU): CPU use stays bounded.
 
 Why latency cannot drift: the buffer is cut after a committed sentence end once it holds
 `trim_min_s` of audio, and never holds more than `max_window_s` (beyond that it is cut after the last committed word, committing the
@@ -26,23 +32,29 @@ is decoded once more and all of it is committed at once (its last words need no 
 
 Times are absolute: seconds of audio since the stream began (from sample counts).
 
-Defaults were tuned on natural read speech, never on evaluation data: every third clip of
-`../shared/traindata/speech_sentences` (43 clips, 440 words; Common Voice, LibriSpeech, VCTK, ARCTIC,
-AMI), tiny.en on the ct2 engine, one thread, CPU clock; offline WER there 24.0 %. Where streaming
-lost words (per committed word, aligned to the reference): two greedy decodes agreeing on a word the
-decoder itself barely believed ("The" at p 0.02, "is" at 0.36 for "It is"), a sentence end guessed at
-the window's edge ("12th dead." before "were the doctor") cutting the buffer so the next decodes lost
-their context, and hard (noisy, accented) clips where each decode reads the words differently. Old
-defaults (greedy, min_chunk_s 0.4, trim_min_s 0, LocalAgreement-2 on any word): WER 28.7 %, commit
-latency median 0.67 s, p95 1.82 s, 0.17 CPU s per audio s. agree_prob 0.5: WER 27.6 %; with
-trim_min_s 10 on top 27.4 %. Beam search (3) made each decode far more stable: WER 24.0 %, as
-offline, with or without agree_prob (0.76 / 2.31 s with it, 0.69 / 1.84 s without, CPU 0.20); then
-min_chunk_s 0.25 for latency: WER 24.4 %, median 0.61 s, p95 1.82 s, CPU 0.32. The default stays at
-0.4 (WER 24.0 %, median 0.76 s): at 0.25 two decodes of the tests' espeak sentence agreed on "wind off"
-for "window" (as 0.3 did before); pass min_chunk_s=0.25 where latency matters more. Committing a word
-that stayed unsettled 1.0 s after its end (as the latest decode had it) bounded p95 at 1.36 s but
-cost 2.7 points of WER (70 % of those words were wrong): left out. The tail of the latency is the
-hard clips' words, which wait for agreement or the end of speech.
+Defaults were tuned on natural speech, never on evaluation data: `../shared/traindata/speech_sentences`
+(128 clips, about 1,280 words from ~116 speakers; Common Voice, LibriSpeech, VCTK, ARCTIC, AMI), tiny.en
+on the ct2 engine, one thread, CPU clock. First on every third clip (43 clips, 440 words; offline WER
+24.0 %), where streaming lost words to two greedy decodes agreeing on a word the decoder barely believed
+("The" at p 0.02) and to sentence ends guessed at the window's edge cutting the buffer: old defaults
+(greedy, min_chunk_s 0.4, trim_min_s 0, LocalAgreement-2 on any word) WER 28.7 %, commit latency median
+0.67 s, p95 1.82 s; agree_prob 0.5 and trim_min_s 10: 27.4 %; beam search 3: 24.0 %, as offline, but
+0.76 / 2.31 s. Shorter decode intervals then cut latency but cost words, in three ways the traces showed:
+a decode that stopped early ("wind" for "window", agreed by the next) -> stop_gap_s; a sentence end
+guessed at the edge after which Whisper stopped ("warm." committed, "in here" lost) ->
+hold_last_sentence_end (24.0 -> 22.6 % at min_chunk_s 0.2); and decoding loops on the forced prefix
+("in retrospect in retrospect", "6 6 6" for "six", committed by the end-of-speech flush) -> _loop_start.
+On all 128 clips (offline WER 16.9 %), min_chunk_s 0.2 with those fixes: 18.2 % before the loop cut,
+17.5 % after (median 0.53 s, p95 1.26 s). Committing an unsure word after two agreeing decodes once it
+had ended 0.7 / 1.0 s before gave p95 1.26 / 1.39 s but its words were mostly wrong: 17.5 / 17.5 % against
+15.7 % (p95 1.64 s) without: left out. Decoding more often made agreement come sooner instead:
+min_chunk_s 0.15: WER 16.3 %, median 0.49 s, p95 1.43 s, 0.29 CPU s per audio s; but at that rate three
+decodes of the tests' espeak sentence agreed on a cut "wind" (0.26 s before the speech's end, stop_gap_s
+was 0.3), so stop_gap_s is 0.2 (= commit_guard_s): WER 16.4 %, median 0.51 s, p95 1.44 s, 0.31 CPU s per
+audio s (the defaults). Requiring agreeing decodes to lie 0.25-0.3 s apart in audio did not help. Capping
+decoding at a share of real time (decode_share 0.7 / 0.5 / 0.4) saved little CPU there and lengthened the
+tail: p95 1.55 / 1.63 / 1.70 s at 0.28 / 0.23 / 0.20 CPU s per audio s; it is off, for slow machines. The tail of the latency is the hard (noisy, accented) clips,
+whose words each decode reads differently until the end of speech.
 """
 from __future__ import annotations
 
@@ -64,7 +76,12 @@ MAX_GAP_FILL_S = 5.0  # dropped audio up to this long is replaced by silence to 
 
 @dataclass(frozen=True)
 class StreamingSettings:
-    min_chunk_s: float = 0.4  # decode again once this much new audio has arrived (0.25: faster, see above)
+    min_chunk_s: float = 0.15  # decode again once this much new audio has arrived (or more: decode_share)
+    # Decodes take at most this share of real time: after a decode that cost c seconds (wall time), the next
+    # waits for c / decode_share of new audio, e.g. 0.5 bounds decoding to half a core on a slow machine, at a
+    # latency cost (see above). 0: off (live audio already arrives no faster than decodes finish; off, a
+    # replay faster than real time decodes at the same points whatever the machine's load).
+    decode_share: float = 0.0
     max_window_s: float = 15.0  # the buffer never holds more audio than this
     # Cut at a committed sentence end only once the buffer is this long: a sentence end guessed at the window's
     # edge is often wrong, and cutting there takes the next words' context away (the cost: longer windows).
@@ -82,6 +99,13 @@ class StreamingSettings:
     # sees the whole utterance). agree_prob 0: plain LocalAgreement-2.
     agree_prob: float = 0.5
     unsure_decodes: int = 3
+    # A decode whose text stops this long before the newest speech (by the VAD) may have cut its last word
+    # ("wind" for "window"): that word is no evidence, it waits for the next decode (inf: off). At
+    # commit_guard_s, a decode's last word is never agreed on while speech goes on: a later word must follow it.
+    stop_gap_s: float = 0.2
+    # A sentence end as the hypothesis's very last word is often a guess at the window's edge: Whisper then
+    # stops decoding ("warm." before "in here" was decoded). It waits for words after it, or the end of speech.
+    hold_last_sentence_end: bool = True
     beam_size: int = 3  # hypotheses kept by each window decode (1: greedy)
     end_of_speech_s: float = 0.3  # this much silence ends an utterance: decode once more, commit all
     speech_pad_s: float = 0.3  # audio kept before speech starts (and after it ends)
@@ -127,6 +151,28 @@ def _echoes(new: tuple[Word, ...] | list[Word], committed: list[Word], min_words
     return starts_a_repeat and sum(1 for w in new if _norm(w.text) in recent) >= 0.7 * len(new)
 
 
+def _loop_start(words: list[Word] | tuple[Word, ...], before: list[Word], max_n: int = 3, shrink: float = 0.5) -> int:
+    """Index in `words` where the decoder starts looping, or len(words).
+
+    A loop repeats the n words just before it (n <= max_n, the committed words of the buffer count as
+    before it) and either takes under `shrink` of their time (the aligner squeezes words that no audio
+    holds: "in retrospect | in retrospect" in 0.1 s) or repeats once more ("6 6 6" for "six"). Said twice
+    at the pace of speech ("that that") is not a loop.
+    """
+    seq = list(before[-2 * max_n :]) + list(words)
+    norm = [_norm(w.text) for w in seq]
+    first = len(seq) - len(words)
+    for i in range(first, len(seq)):
+        for n in range(1, max_n + 1):
+            if i < n or i + n > len(seq) or norm[i - n : i] != norm[i : i + n] or not all(norm[i : i + n]):
+                continue
+            took = seq[i + n - 1].end_s - seq[i].start_s
+            said = seq[i - 1].end_s - seq[i - n].start_s
+            if took < shrink * said or norm[i + n : i + 2 * n] == norm[i : i + n]:
+                return i - first
+    return len(words)
+
+
 class StreamingASR:
     """The streaming processor (see the module docstring). Not thread-safe: one caller."""
 
@@ -147,6 +193,7 @@ class StreamingASR:
         self._committed: list[Word] = []
         self._language: str | None = transcriber.language
         self._decodes = 0  # decodes so far in this stream
+        self._last_decode_s = 0.0  # what the latest decode cost (wall time): sets decode_interval_s
         self._reset_stream()
 
     # ---- the three calls -----------------------------------------------------------------
@@ -189,10 +236,13 @@ class StreamingASR:
             return self._update((), (), decoded=False, compute_s=0.0)
         if self.vad is not None and self._stream_end_s - self._last_speech_s >= s.end_of_speech_s:
             return self._flush("pause")
-        if self._stream_end_s - self._decoded_until_s < s.min_chunk_s:
+        if self._stream_end_s - self._decoded_until_s < self.decode_interval_s:
             return self._update((), (), decoded=False, compute_s=0.0)
         hyp = self._decode()
+        self._last_decode_s = hyp.compute_s
         new = self._heard(hyp.words)
+        if new and self._last_speech_s - new[-1].end_s >= s.stop_gap_s:
+            new = new[:-1]
         firsts = self._first_decodes(new)
         reasons = self._certain(new, firsts)
         committed = self._commit(new[: len(reasons)], hyp, reasons, firsts)
@@ -211,6 +261,12 @@ class StreamingASR:
         return self._flush("end")
 
     # ---- read-only views -----------------------------------------------------------------
+    @property
+    def decode_interval_s(self) -> float:
+        """New audio needed before the next decode: min_chunk_s, or longer if decodes cost more than decode_share."""
+        share = self.settings.decode_share
+        return max(self.settings.min_chunk_s, self._last_decode_s / share) if share > 0 else self.settings.min_chunk_s
+
     @property
     def committed_words(self) -> tuple[Word, ...]:
         return tuple(self._committed)
@@ -282,6 +338,8 @@ class StreamingASR:
         reasons: list[str] = []
         agreeing = True
         for i, w in enumerate(words):
+            if s.hold_last_sentence_end and i == len(words) - 1 and w.text.rstrip().endswith(SENTENCE_END):
+                break
             agreeing = agreeing and i < len(self._hypothesis) and _norm(w.text) == _norm(self._hypothesis[i].text)
             in_a_row = self._decodes - firsts[i] + 1  # decodes that gave this word (and all before it) unchanged
             believed = w.probability >= s.agree_prob or in_a_row >= s.unsure_decodes
@@ -297,9 +355,10 @@ class StreamingASR:
         """The hypothesis up to its first word that no audio supports.
 
         Whisper sometimes continues past the speech, often repeating the forced prefix; the aligner then
-        puts those words after the VAD's last speech or squeezes them to zero length. An echo of the
-        committed text is dropped too.
+        puts those words after the VAD's last speech or squeezes them to zero length, or they repeat what
+        was just said (`_loop_start`). An echo of the committed text is dropped too.
         """
+        words = words[: _loop_start(words, self._buffer_words)]
         speech_until_s = self._last_speech_s + self.settings.speech_pad_s
         zero = [w.end_s - w.start_s < 0.02 for w in words] + [True]
         for i, w in enumerate(words):

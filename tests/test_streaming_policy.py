@@ -68,3 +68,70 @@ def test_window_decodes_use_the_beam_size_of_the_settings():
     asr.insert_audio(np.full(SAMPLE_RATE, 0.1, np.float32))
     asr.process_iter()
     assert transcriber.calls and all(c["beam_size"] == 4 for c in transcriber.calls)
+
+
+def committed_words(asr) -> list[str]:
+    return asr.committed_text.split()
+
+
+def test_a_decoding_loop_is_cut_where_it_starts_repeating():
+    # Whisper looping past the speech: each later "six" squeezed into the last few hundredths of a second
+    loop = [("six", 0.0, 0.8, 0.9), ("six", 0.8, 0.85, 0.9), ("six", 0.85, 0.9, 0.9)]
+    asr, updates = run([loop] * 12, seconds=2.0)
+    asr.finish()
+    assert committed_words(asr) == ["six"]
+    # the same words said twice at the pace of speech are speech, not a loop
+    said = [("that", 0.0, 0.3, 0.9), ("that", 0.3, 0.6, 0.9), ("works", 0.6, 1.0, 0.9)]
+    asr, _ = run([said] * 12, seconds=2.0)
+    asr.finish()
+    assert committed_words(asr) == ["that", "that", "works"]
+
+
+def test_loop_start_finds_the_repeat_of_the_committed_words():
+    from models.streaming_asr import _loop_start
+    from models.transcriber import Word
+    committed = [Word(" in", 0.6, 1.14, 0.5, (1,))]
+    new = [Word(" retrospect", 1.14, 1.56, 0.6, (2,)), Word(" in", 1.56, 1.56, 0.3, (1,)), Word(" retrospect", 1.56, 1.66, 0.6, (2,))]
+    assert _loop_start(new, committed) == 1  # "in retrospect" again in 0.1 s
+    assert _loop_start(new[:1], committed) == 1
+
+
+def test_a_decode_that_stops_before_the_speech_does_is_no_evidence_for_its_last_word():
+    # decodes hear "wind" ending at 0.4 s while speech goes on to 0.75 s: the word was cut, it is not final
+    early = [[("open", 0.0, 0.2, 0.95), ("wind", 0.2, 0.4, 0.9)]] * 3
+    late = [[("open", 0.0, 0.3, 0.95), ("window", 0.3, 1.4, 0.9)]] * 12
+    settings = replace(POLICY, confident_prob=1.1, stop_gap_s=0.3, min_chunk_s=0.25)  # gap 0.35 s
+    asr, updates = run(early + late, settings, seconds=3.0)
+    asr.finish()
+    assert committed_words(asr) == ["open", "window"]
+    unguarded, _ = run(early + late, replace(settings, stop_gap_s=99.0), seconds=3.0)
+    assert committed_words(unguarded)[:2] == ["open", "wind"]  # what the guard prevents
+
+
+def test_a_sentence_end_at_the_edge_of_the_hypothesis_waits_for_what_follows():
+    script = [[("it", 0.0, 0.2, 0.95), ("is", 0.2, 0.4, 0.95), ("warm.", 0.4, 0.7, 0.95)]] * 4 + \
+             [[("it", 0.0, 0.2, 0.95), ("is", 0.2, 0.4, 0.95), ("warm", 0.4, 0.7, 0.95), ("in", 0.8, 1.0, 0.95),
+               ("here.", 1.0, 1.3, 0.95)]] * 12
+    settings = replace(POLICY, confident_prob=1.1, hold_last_sentence_end=True, stop_gap_s=99.0)
+    asr, updates = run(script, settings, seconds=1.0)
+    assert committed_words(asr) == ["it", "is"]  # "warm." was the last word: held
+    asr, updates = run(script, settings, seconds=3.0)
+    assert committed_words(asr)[:4] == ["it", "is", "warm", "in"]
+    eager, _ = run(script, replace(settings, hold_last_sentence_end=False), seconds=1.0)
+    assert committed_words(eager) == ["it", "is", "warm."]
+
+
+def test_a_costly_decode_spaces_out_the_next_ones():
+    class Slow(ScriptedTranscriber):
+        def decode_window(self, audio, **kw) -> WindowHypothesis:
+            return replace(super().decode_window(audio, **kw), compute_s=0.3)
+
+    asr = StreamingASR(Slow([[("hello", 0.0, 0.4, 0.9)]]), replace(POLICY, min_chunk_s=0.2, decode_share=0.5))
+    decoded_at = []
+    for i in range(40):  # 4 s in 0.1 s chunks
+        asr.insert_audio(np.full(SAMPLE_RATE // 10, 0.1, np.float32))
+        if asr.process_iter().decoded:
+            decoded_at.append(round((i + 1) * 0.1, 1))
+    gaps = np.diff(decoded_at)
+    assert len(decoded_at) >= 5 and gaps.min() >= 0.6 - 1e-6  # 0.3 s of decoding per 0.6 s of audio, not per 0.2 s
+    assert asr.decode_interval_s == 0.6
