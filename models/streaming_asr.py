@@ -18,8 +18,9 @@ three times over, are a decoding loop and are dropped (`_loop_start`). The rest 
 shown apart and free to change. Committed words of the current buffer are forced as the decoder's
 prefix, so each decode only samples the uncommitted tail, and earlier committed text is the prompt
 (context). Every commit says why (`Commit.reason`), which `models.asr_replay` turns into a latency
-breakdown. Decodes run every `min_chunk_s` of new audio, or less often when one costs more than
-`decode_share` of that time (a long window, a slow or busy CPU): CPU use stays bounded.
+breakdown. Decodes run every `min_chunk_s` of new audio, or back to back when one costs more (a long
+window, a slow or busy CPU: then decoding takes a whole core while speech lasts); `decode_share` (off by
+default) caps decoding at that share of real time, at a latency cost.
 
 Why latency cannot drift: the buffer is cut after a committed sentence end once it holds
 `trim_min_s` of audio, and never holds more than `max_window_s` (beyond that it is cut after the last committed word, committing the

@@ -304,16 +304,9 @@ def fit_parameters(row_sets: Sequence[Rows], none_share: float | None = None,
 
     def nll(theta: np.ndarray) -> float:
         cal = _parameters(theta)
-        total, n = 0.0, 0.0
-        for rows, w in zip(row_sets, weights):
-            if not len(rows.target):
-                continue
-            z = rows.logits(cal) / cal.temperature
-            z = z - z.max(axis=1, keepdims=True)
-            logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-            total -= (w * logp[np.arange(len(rows.target)), rows.target]).sum()
-            n += w.sum()
-        return total / max(n, 1e-12) + 0.5 * pull * float(((theta - theta0) ** 2).sum())
+        kept = [(rows, w) for rows, w in zip(row_sets, weights) if len(rows.target)]
+        return (_weighted_nll([rows.logits(cal) / cal.temperature for rows, _ in kept], [rows.target for rows, _ in kept],
+                              [w for _, w in kept]) + 0.5 * pull * float(((theta - theta0) ** 2).sum()))
 
     theta = theta0
     for _ in range(2):  # Nelder-Mead in 8 dimensions stalls on a shrunken simplex: restart it once where it stopped
@@ -349,14 +342,7 @@ def fit_for_new_persons(row_sets: Sequence[Rows], none_share: float | None = Non
             weights.append(_row_weights(held, row_sets, none_share))
 
     def nll(log_factor: float) -> float:
-        total, n = 0.0, 0.0
-        for z, t, w in zip(logits, targets, weights):
-            z = z / math.exp(log_factor)
-            z = z - z.max(axis=1, keepdims=True)
-            logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-            total -= (w * logp[np.arange(len(t)), t]).sum()
-            n += w.sum()
-        return total / max(n, 1e-12)
+        return _weighted_nll([z / math.exp(log_factor) for z in logits], targets, weights)
 
     log_factor = minimize_scalar(nll, bounds=(-MAX_LOG_TEMPERATURE_FACTOR, MAX_LOG_TEMPERATURE_FACTOR), method="bounded").x
     factor = math.exp(float(log_factor))
@@ -370,6 +356,18 @@ def _parameters(theta: np.ndarray) -> CommandCalibration:
                               rejection_scale=float(np.exp(np.clip(theta[4], -4, 2))),
                               rejection_cap=float(np.clip(theta[5], 0.0, MAX_REJECTION_CAP)),
                               prior_weight=float(theta[6]), transcript_prior_weight=float(theta[7]))
+
+
+def _weighted_nll(logits: Sequence[np.ndarray], targets: Sequence[np.ndarray], weights: Sequence[np.ndarray]) -> float:
+    """Weighted mean negative log-likelihood over label sets of different widths: logits[k] (n_k, K_k + 1)
+    already divided by the temperature, targets[k] (n_k,), weights[k] (n_k,)."""
+    total, n = 0.0, 0.0
+    for z, t, w in zip(logits, targets, weights):
+        z = z - z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        total -= (w * logp[np.arange(len(t)), t]).sum()
+        n += w.sum()
+    return total / max(n, 1e-12)
 
 
 def _row_weights(rows: Rows, row_sets: Sequence[Rows], none_share: float | None) -> np.ndarray:
