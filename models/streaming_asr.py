@@ -455,10 +455,13 @@ class StreamingASR:
         decoded = False
         confirmed = self.vad is None or self._heard_speech or self._committed_in_utterance()
         # After a cut at a committed sentence end, the buffer may hold only silence and the last
-        # few ms of that sentence: decoding it would invent a word.
+        # few ms of that sentence: decoding it would invent a word. Unless the last decode heard a word
+        # there that is not committed yet (a short last word, "work" of "home work"): skipping the
+        # decode would lose it.
         heard_from_s = max([self._buffer_start_s] + [w.end_s for w in self._buffer_words])
         speech_left_s = self._last_speech_s - heard_from_s if self.vad is not None else self.buffer_s
-        if confirmed and speech_left_s >= MIN_SPEECH_TO_DECODE_S and len(self._audio) >= 0.1 * SAMPLE_RATE:
+        worth_decoding = speech_left_s >= MIN_SPEECH_TO_DECODE_S or bool(self._hypothesis)
+        if confirmed and worth_decoding and len(self._audio) >= 0.1 * SAMPLE_RATE:
             hyp = self._decode()
             decoded = True
             words = self._without_made_up_tail(self._heard(hyp.words), hyp)

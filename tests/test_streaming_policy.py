@@ -6,6 +6,7 @@ from dataclasses import replace
 import numpy as np
 
 from models.streaming_asr import StreamingASR, StreamingSettings
+from capture.vad import SpeechSegment
 from models.transcriber import SAMPLE_RATE, TranscriberSettings, WindowHypothesis, Word
 
 POLICY = StreamingSettings(vad="off", min_chunk_s=0.25, commit_guard_s=0.2, confident_prob=0.8, confident_lookahead_s=0.3,
@@ -135,3 +136,39 @@ def test_a_costly_decode_spaces_out_the_next_ones():
     gaps = np.diff(decoded_at)
     assert len(decoded_at) >= 5 and gaps.min() >= 0.6 - 1e-6  # 0.3 s of decoding per 0.6 s of audio, not per 0.2 s
     assert asr.decode_interval_s == 0.6
+
+
+class ScriptedVad:
+    """Speech from 0 s to `speech_end_s`, silence after (the VoiceActivityDetector calls StreamingASR makes)."""
+
+    def __init__(self, speech_end_s: float):
+        self.speech_end_s, self.t, self.ended = speech_end_s, 0.0, False
+
+    @property
+    def active_start_s(self):
+        return 0.0 if self.t < self.speech_end_s else None
+
+    def push(self, audio) -> list:
+        self.t += len(audio) / SAMPLE_RATE
+        if self.t >= self.speech_end_s and not self.ended:
+            self.ended = True
+            return [SpeechSegment(0.0, self.speech_end_s)]
+        return []
+
+    def finish(self) -> bool:
+        return False
+
+
+def test_a_short_last_word_heard_but_not_yet_committed_survives_the_pause():
+    # "my home" agreed; "work?" (0.2 s of speech after the last committed word) is held as the edge sentence
+    # end when the pause comes: the flush must decode it. The e2e page test lost it: the flush skipped the
+    # decode because less than 0.25 s of speech followed the committed words.
+    script = [[("my", 0.0, 0.3, 0.95), ("home", 0.3, 0.8, 0.95), ("work?", 0.8, 1.0, 0.95)]]
+    settings = replace(POLICY, confident_prob=1.1, hold_last_sentence_end=True, stop_gap_s=99.0, min_chunk_s=0.1)
+    asr = StreamingASR(ScriptedTranscriber(script), replace(settings, vad="silero"), vad=ScriptedVad(1.0))
+    flushed = []
+    for _ in range(16):  # 1.6 s in 0.1 s chunks: the pause (0.3 s of silence) flushes the utterance
+        asr.insert_audio(np.full(SAMPLE_RATE // 10, 0.1, np.float32))
+        update = asr.process_iter()
+        flushed += [c.reason for c in update.commits if c.reason == "pause"]
+    assert committed_words(asr) == ["my", "home", "work?"] and flushed == ["pause"]
