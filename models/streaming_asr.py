@@ -18,9 +18,9 @@ three times over, are a decoding loop and are dropped (`_loop_start`). The rest 
 shown apart and free to change. Committed words of the current buffer are forced as the decoder's
 prefix, so each decode only samples the uncommitted tail, and earlier committed text is the prompt
 (context). Every commit says why (`Commit.reason`), which `models.asr_replay` turns into a latency
-breakdown. Decodes run every `min_chunk_s` of new audio, or back to back when one costs more (a long
-window, a slow or busy CPU: then decoding takes a whole core while speech lasts); `decode_share` (off by
-default) caps decoding at that share of real time, at a latency cost.
+breakdown. Decodes run every `min_chunk_s` of new audio while a word the decoder doubts waits for
+agreeing decodes; otherwise `decode_share` spaces them out so that decoding takes at most that share of
+real time (without it, continuous speech keeps a core decoding back to back).
 
 Why latency cannot drift: the buffer is cut after a committed sentence end once it holds
 `trim_min_s` of audio, and never holds more than `max_window_s` (beyond that it is cut after the last committed word, committing the
@@ -54,8 +54,14 @@ decodes of the tests' espeak sentence agreed on a cut "wind" (0.26 s before the 
 was 0.3), so stop_gap_s is 0.2 (= commit_guard_s): WER 16.4 %, median 0.51 s, p95 1.44 s, 0.31 CPU s per
 audio s (the defaults). Requiring agreeing decodes to lie 0.25-0.3 s apart in audio did not help. Capping
 decoding at a share of real time (decode_share 0.7 / 0.5 / 0.4) saved little CPU there and lengthened the
-tail: p95 1.55 / 1.63 / 1.70 s at 0.28 / 0.23 / 0.20 CPU s per audio s; it is off, for slow machines. The tail of the latency is the hard (noisy, accented) clips,
-whose words each decode reads differently until the end of speech.
+tail: p95 1.55 / 1.63 / 1.70 s at 0.28 / 0.23 / 0.20 CPU s per audio s. The tail of the latency is the hard
+(noisy, accented) clips, whose words each decode reads differently until the end of speech.
+But continuous read speech (the 17 LibriSpeech, ARCTIC and Cathy clips of the same folder, 85 s, no pauses)
+kept decoding back to back: 0.58 CPU s per audio s (wall clock). A plain cap there (decode_share 0.5) gave
+0.43, but on all 128 clips p95 1.79 s; min_chunk_s 0.2 with decode_share 0.6: 0.44 and p95 1.71 s. So the cap
+now spares decodes that a doubted word needs (p < agree_prob, waiting for unsure_decodes): decode_share 0.5
+that way gave 0.45 CPU s per audio s on the continuous clips (CPU clock, machine busy) and, on all 128 clips,
+WER 16.8 % (offline 16.4 %), median 0.54 s, p95 1.47 s, 0.33 CPU s per audio s (the defaults).
 """
 from __future__ import annotations
 
@@ -79,10 +85,11 @@ MAX_GAP_FILL_S = 5.0  # dropped audio up to this long is replaced by silence to 
 class StreamingSettings:
     min_chunk_s: float = 0.15  # decode again once this much new audio has arrived (or more: decode_share)
     # Decodes take at most this share of real time: after a decode that cost c seconds (wall time), the next
-    # waits for c / decode_share of new audio, e.g. 0.5 bounds decoding to half a core on a slow machine, at a
-    # latency cost (see above). 0: off (live audio already arrives no faster than decodes finish; off, a
-    # replay faster than real time decodes at the same points whatever the machine's load).
-    decode_share: float = 0.0
+    # waits for c / decode_share of new audio (0.5: half a core), except while a doubted word (p < agree_prob)
+    # waits for agreeing decodes: then every min_chunk_s (see above). 0: off (decodes back to back when they
+    # cost more than min_chunk_s; a replay faster than real time then decodes at the same points whatever the
+    # machine's load).
+    decode_share: float = 0.5
     max_window_s: float = 15.0  # the buffer never holds more audio than this
     # Cut at a committed sentence end only once the buffer is this long: a sentence end guessed at the window's
     # edge is often wrong, and cutting there takes the next words' context away (the cost: longer windows).
@@ -266,7 +273,13 @@ class StreamingASR:
     def decode_interval_s(self) -> float:
         """New audio needed before the next decode: min_chunk_s, or longer if decodes cost more than decode_share."""
         share = self.settings.decode_share
-        return max(self.settings.min_chunk_s, self._last_decode_s / share) if share > 0 else self.settings.min_chunk_s
+        if share <= 0 or self._unsure_pending():
+            return self.settings.min_chunk_s
+        return max(self.settings.min_chunk_s, self._last_decode_s / share)
+
+    def _unsure_pending(self) -> bool:
+        """The hypothesis holds a word the decoder doubts (p < agree_prob): it needs more decodes to agree."""
+        return any(w.probability < self.settings.agree_prob for w in self._hypothesis)
 
     @property
     def committed_words(self) -> tuple[Word, ...]:

@@ -138,6 +138,23 @@ def test_a_costly_decode_spaces_out_the_next_ones():
     assert asr.decode_interval_s == 0.6
 
 
+def test_a_doubted_word_is_decoded_again_soon_however_costly():
+    # "hello" at p 0.3 needs unsure_decodes agreeing decodes: the share does not space those out
+    class Slow(ScriptedTranscriber):
+        def decode_window(self, audio, **kw) -> WindowHypothesis:
+            return replace(super().decode_window(audio, **kw), compute_s=0.3)
+
+    asr = StreamingASR(Slow([[("hello", 0.0, 0.4, 0.3), ("there", 0.5, 3.9, 0.3)]]),
+                       replace(POLICY, min_chunk_s=0.2, decode_share=0.5, confident_prob=1.1))
+    decoded_at = []
+    for i in range(20):
+        asr.insert_audio(np.full(SAMPLE_RATE // 10, 0.1, np.float32))
+        if asr.process_iter().decoded:
+            decoded_at.append(round((i + 1) * 0.1, 1))
+    # every min_chunk_s (0.2 s, or the next 0.1 s chunk after it), not every 0.6 s as for a sure word
+    assert np.diff(decoded_at).max() <= 0.3 + 1e-6 and len(decoded_at) >= 8 and asr.decode_interval_s == 0.2, decoded_at
+
+
 class ScriptedVad:
     """Speech from 0 s to `speech_end_s`, silence after (the VoiceActivityDetector calls StreamingASR makes)."""
 
