@@ -122,17 +122,26 @@ def test_a_sentence_end_at_the_edge_of_the_hypothesis_waits_for_what_follows():
     assert committed_words(eager) == ["it", "is", "warm."]
 
 
-def test_a_costly_decode_spaces_out_the_next_ones():
-    class Slow(ScriptedTranscriber):
-        def decode_window(self, audio, **kw) -> WindowHypothesis:
-            return replace(super().decode_window(audio, **kw), compute_s=0.3)
+class SlowTranscriber(ScriptedTranscriber):
+    """Each decode reports 0.3 s of compute (what decode_share spaces decodes by)."""
 
-    asr = StreamingASR(Slow([[("hello", 0.0, 0.4, 0.9)]]), replace(POLICY, min_chunk_s=0.2, decode_share=0.5))
+    def decode_window(self, audio, **kw) -> WindowHypothesis:
+        return replace(super().decode_window(audio, **kw), compute_s=0.3)
+
+
+def decode_times(asr: StreamingASR, seconds: float) -> list[float]:
+    """Feed `seconds` of audio in 0.1 s chunks -> the stream times at which process_iter decoded."""
     decoded_at = []
-    for i in range(40):  # 4 s in 0.1 s chunks
+    for i in range(int(round(seconds * 10))):
         asr.insert_audio(np.full(SAMPLE_RATE // 10, 0.1, np.float32))
         if asr.process_iter().decoded:
             decoded_at.append(round((i + 1) * 0.1, 1))
+    return decoded_at
+
+
+def test_a_costly_decode_spaces_out_the_next_ones():
+    asr = StreamingASR(SlowTranscriber([[("hello", 0.0, 0.4, 0.9)]]), replace(POLICY, min_chunk_s=0.2, decode_share=0.5))
+    decoded_at = decode_times(asr, 4.0)
     gaps = np.diff(decoded_at)
     assert len(decoded_at) >= 5 and gaps.min() >= 0.6 - 1e-6  # 0.3 s of decoding per 0.6 s of audio, not per 0.2 s
     assert asr.decode_interval_s == 0.6
@@ -140,17 +149,9 @@ def test_a_costly_decode_spaces_out_the_next_ones():
 
 def test_a_doubted_word_is_decoded_again_soon_however_costly():
     # "hello" at p 0.3 needs unsure_decodes agreeing decodes: the share does not space those out
-    class Slow(ScriptedTranscriber):
-        def decode_window(self, audio, **kw) -> WindowHypothesis:
-            return replace(super().decode_window(audio, **kw), compute_s=0.3)
-
-    asr = StreamingASR(Slow([[("hello", 0.0, 0.4, 0.3), ("there", 0.5, 3.9, 0.3)]]),
+    asr = StreamingASR(SlowTranscriber([[("hello", 0.0, 0.4, 0.3), ("there", 0.5, 3.9, 0.3)]]),
                        replace(POLICY, min_chunk_s=0.2, decode_share=0.5, confident_prob=1.1))
-    decoded_at = []
-    for i in range(20):
-        asr.insert_audio(np.full(SAMPLE_RATE // 10, 0.1, np.float32))
-        if asr.process_iter().decoded:
-            decoded_at.append(round((i + 1) * 0.1, 1))
+    decoded_at = decode_times(asr, 2.0)
     # every min_chunk_s (0.2 s, or the next 0.1 s chunk after it), not every 0.6 s as for a sure word
     assert np.diff(decoded_at).max() <= 0.3 + 1e-6 and len(decoded_at) >= 8 and asr.decode_interval_s == 0.2, decoded_at
 
@@ -182,7 +183,7 @@ def test_a_short_last_word_heard_but_not_yet_committed_survives_the_pause():
     # decode because less than 0.25 s of speech followed the committed words.
     script = [[("my", 0.0, 0.3, 0.95), ("home", 0.3, 0.8, 0.95), ("work?", 0.8, 1.0, 0.95)]]
     settings = replace(POLICY, confident_prob=1.1, hold_last_sentence_end=True, stop_gap_s=99.0, min_chunk_s=0.1)
-    asr = StreamingASR(ScriptedTranscriber(script), replace(settings, vad="silero"), vad=ScriptedVad(1.0))
+    asr = StreamingASR(ScriptedTranscriber(script), settings, vad=ScriptedVad(1.0))
     flushed = []
     for _ in range(16):  # 1.6 s in 0.1 s chunks: the pause (0.3 s of silence) flushes the utterance
         asr.insert_audio(np.full(SAMPLE_RATE // 10, 0.1, np.float32))
