@@ -57,7 +57,8 @@ SETTING_NAMES = ("before", "after")
 # the hypothesis's edge committed like any other): bench.asr runs them as "before" beside the current ones.
 # (Decoding loops are cut in both: that is a fix, not a setting.)
 PREVIOUS_DEFAULTS: dict[str, Any] = {"min_chunk_s": 0.4, "trim_min_s": 0.0, "agree_prob": 0.0, "beam_size": 1,
-                                     "stop_gap_s": float("inf"), "hold_last_sentence_end": False, "decode_share": 0.0}
+                                     "stop_gap_s": float("inf"), "hold_last_sentence_end": False, "decode_share": 0.0,
+                                     "keep_committed_s": 0.0}
 QUICK = ("jfk/jfk.wav",) + tuple(f"ljspeech/LJ001-{i:04d}.flac" for i in range(1, 9))
 
 

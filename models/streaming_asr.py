@@ -22,10 +22,11 @@ breakdown. Decodes run every `min_chunk_s` of new audio while a word the decoder
 agreeing decodes; otherwise `decode_share` spaces them out so that decoding takes at most that share of
 real time (without it, continuous speech keeps a core decoding back to back).
 
-Why latency cannot drift: the buffer is cut after a committed sentence end once it holds
-`trim_min_s` of audio, and never holds more than `max_window_s` (beyond that it is cut after the last committed word, committing the
-hypothesis if two decodes never agreed). So decode cost, and with it latency, stays bounded over
-a session of any length.
+Why latency cannot drift: the buffer keeps only `keep_committed_s` of committed words before the open ones
+(older committed words leave it and join the prompt), is cut after a committed sentence end once it holds
+`trim_min_s` of audio, and never holds more than `max_window_s` (beyond that it is cut after the last committed
+word, committing the hypothesis if two decodes never agreed). So decode cost, and with it latency, stays
+bounded in an utterance of any length and a session of any length.
 
 VAD gate: with a voice activity detector, audio without speech is never decoded (that is where
 Whisper hallucinates, and it saves compute); when speech stops for `end_of_speech_s`, the utterance
@@ -61,7 +62,15 @@ kept decoding back to back: 0.58 CPU s per audio s (wall clock). A plain cap the
 0.43, but on all 128 clips p95 1.79 s; min_chunk_s 0.2 with decode_share 0.6: 0.44 and p95 1.71 s. So the cap
 now spares decodes that a doubted word needs (p < agree_prob, waiting for unsure_decodes): decode_share 0.5
 that way gave 0.45 CPU s per audio s on the continuous clips (CPU clock, machine busy) and, on all 128 clips,
-WER 16.8 % (offline 16.4 %), median 0.54 s, p95 1.47 s, 0.33 CPU s per audio s (the defaults).
+WER 16.8 % (offline 16.4 %), median 0.54 s, p95 1.47 s, 0.33 CPU s per audio s.
+Long utterances stayed costly: every decode re-read the whole buffer (up to trim_min_s, 10 s, without a
+sentence end) and forced all its committed words one decoder step per token (profiled: the prefix and the
+beam's finishing steps are most of a decode's CPU). Sentences of the same folder's six speakers with two or
+more clips, read back to back (0.12 s apart: 6 streams, 66 s), showed it: median 0.88 s, p95 2.65 s, 0.52 CPU s
+per audio s. keep_committed_s 3 / 2: 0.71 / 0.68 s, p95 2.14 / 1.85 s, 0.47 CPU s per audio s, WER 5.4 / 4.8 %
+(offline 7.0 %); on all 128 clips keep_committed_s 1 cost words (noisy Common Voice clips misheard with 1 s of
+context: WER 18.9 %, offline 16.6 %), 3 and 2 did not: 2 gave WER 16.9 % (offline 16.4 %), median 0.56 s,
+p95 1.46 s, 0.33 CPU s per audio s (the defaults).
 """
 from __future__ import annotations
 
@@ -94,6 +103,11 @@ class StreamingSettings:
     # Cut at a committed sentence end only once the buffer is this long: a sentence end guessed at the window's
     # edge is often wrong, and cutting there takes the next words' context away (the cost: longer windows).
     trim_min_s: float = 10.0
+    # Committed speech kept in the buffer before the open words (forced as the decoder's prefix); older committed
+    # words leave the buffer and become the prompt. A decode costs more the longer its buffer (the encoder reads
+    # all of it; the prefix is forced one decoder step per token), so this bounds the cost in long utterances
+    # without pauses or sentence ends. 0: off (the buffer is cut only at sentence ends and at max_window_s).
+    keep_committed_s: float = 2.0
     prompt_chars: int = 200  # how much earlier committed text is the decoder's prompt
     vad: str = "auto"  # voice activity detector: "silero", "energy", "auto" (silero, else energy), "off"
     commit_guard_s: float = 0.2  # never commit a word ending this close to the newest audio (it may be cut off)
@@ -258,6 +272,7 @@ class StreamingASR:
         closed = self._close_sentences()
         self._cut_at_sentence_end()
         committed += self._bound_buffer(hyp)
+        self._trim_committed()
         return self._update(tuple(committed), closed, decoded=True, compute_s=hyp.compute_s)
 
     def finish(self) -> StreamUpdate:
@@ -302,6 +317,11 @@ class StreamingASR:
     def buffer_s(self) -> float:
         return len(self._audio) / SAMPLE_RATE
 
+    @property
+    def _open_from_s(self) -> float:
+        """Where the buffer's open (not committed) part starts: after its last committed word."""
+        return max([self._buffer_start_s] + [w.end_s for w in self._buffer_words])
+
     # ---- internals -----------------------------------------------------------------------
     def _reset_stream(self) -> None:
         self._audio = np.zeros(0, dtype=np.float32)  # (N,) audio from _buffer_start_s on
@@ -323,9 +343,11 @@ class StreamingASR:
         before = self._committed[: len(self._committed) - len(self._buffer_words)]
         prompt = "".join(w.text for w in before)[-self.settings.prompt_chars :]
         prefix = [t for w in self._buffer_words for t in w.tokens]
+        # The sampled tokens only cover the audio after the committed words: 8 a second of it, and room for punctuation
+        # (a bound on beams that ramble on before the best one is found, not on speech: about 4 a second).
         hyp = self.transcriber.decode_window(
             self._audio, time_offset_s=self._buffer_start_s, prompt=prompt, prefix_tokens=prefix, language=self._language,
-            beam_size=self.settings.beam_size,
+            beam_size=self.settings.beam_size, max_new_tokens=int(8 * (self._stream_end_s - self._open_from_s)) + 8,
         )
         self._decoded_until_s = self._stream_end_s
         self._decodes += 1
@@ -432,6 +454,20 @@ class StreamingASR:
         self._pending_cut = None
         self._cut_after(word, cut_s=(max(word.end_s, min(following[0].start_s, word.end_s + 0.3)) + following[0].start_s) / 2)
 
+    def _trim_committed(self) -> None:
+        """Keep keep_committed_s of committed words in the buffer (at least the last one); older ones become the prompt.
+
+        The cut lies at the boundary of two committed words. Whisper's word ends are often early, so the buffer may
+        start with the tail of the word before: the prefix, forced from the next word on, keeps it from being decoded.
+        """
+        keep = self.settings.keep_committed_s
+        words = self._buffer_words
+        if keep <= 0 or len(words) < 2:
+            return
+        first_kept = next((i for i, w in enumerate(words) if w.start_s >= words[-1].end_s - keep), len(words) - 1)
+        if first_kept > 0:
+            self._cut_after(words[first_kept - 1], cut_s=min(words[first_kept - 1].end_s, words[first_kept].start_s))
+
     def _bound_buffer(self, hyp: Any) -> list[Commit]:
         """Keep the buffer under max_window_s; commits the hypothesis if nothing was agreed in it."""
         if self.buffer_s <= self.settings.max_window_s:
@@ -471,8 +507,7 @@ class StreamingASR:
         # few ms of that sentence: decoding it would invent a word. Unless the last decode heard a word
         # there that is not committed yet (a short last word, "work" of "home work"): skipping the
         # decode would lose it.
-        heard_from_s = max([self._buffer_start_s] + [w.end_s for w in self._buffer_words])
-        speech_left_s = self._last_speech_s - heard_from_s if self.vad is not None else self.buffer_s
+        speech_left_s = self._last_speech_s - self._open_from_s if self.vad is not None else self.buffer_s
         worth_decoding = speech_left_s >= MIN_SPEECH_TO_DECODE_S or bool(self._hypothesis)
         if confirmed and worth_decoding and len(self._audio) >= 0.1 * SAMPLE_RATE:
             hyp = self._decode()

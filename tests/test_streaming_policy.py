@@ -190,3 +190,39 @@ def test_a_short_last_word_heard_but_not_yet_committed_survives_the_pause():
         update = asr.process_iter()
         flushed += [c.reason for c in update.commits if c.reason == "pause"]
     assert committed_words(asr) == ["my", "home", "work?"] and flushed == ["pause"]
+
+
+class TimedTranscriber(ScriptedTranscriber):
+    """A talker saying `words` (text, start_s, end_s) at absolute times: each decode hears the buffer's words."""
+
+    def __init__(self, words: list[tuple[str, float, float]]):
+        super().__init__([])
+        self.words = words
+
+    def decode_window(self, audio, **kw) -> WindowHypothesis:
+        self.calls.append(kw)
+        start_s = kw["time_offset_s"]
+        heard = [Word(f" {t}", s, e, 0.95, (i,)) for i, (t, s, e) in enumerate(self.words)
+                 if s >= start_s - 1e-6 and e <= start_s + len(audio) / SAMPLE_RATE]
+        return WindowHypothesis(tuple(heard[len(kw.get("prefix_tokens", ())) :]), -0.2, 0.01, 1.2, False, 0.01)
+
+
+def test_a_long_utterance_keeps_only_the_last_committed_words_in_the_buffer():
+    # 20 words back to back over 6 s, no pause, no sentence end: without keep_committed_s the buffer and the forced
+    # prefix grow with every word (each decode costs more); with it, older words leave the buffer for the prompt.
+    said = [(f"w{i}", 0.3 * i, 0.3 * i + 0.3) for i in range(20)]
+    settings = replace(POLICY, confident_prob=1.1, min_chunk_s=0.2, keep_committed_s=1.0)
+    kept = StreamingASR(TimedTranscriber(said), settings)
+    decode_times(kept, 7.0)
+    kept.finish()
+    assert committed_words(kept) == [t for t, _, _ in said]  # nothing lost or repeated at the cuts
+    calls = kept.transcriber.calls
+    late = [c for c in calls if c["time_offset_s"] > 0]
+    assert late and max(len(c["prefix_tokens"]) for c in calls) <= 5  # ~1 s of committed words (0.3 s each) + 1
+    assert any(c["prompt"].strip().startswith("w0 w1 w2") for c in late)  # the words cut away are the prompt
+    assert kept.buffer_s <= 2.5
+    # sampled tokens are bounded by the audio after the committed words, not by the whole buffer
+    assert all(c["max_new_tokens"] <= 8 * 2.0 + 8 for c in late)
+    grown = StreamingASR(TimedTranscriber(said), replace(settings, keep_committed_s=0.0))
+    decode_times(grown, 5.5)
+    assert max(len(c["prefix_tokens"]) for c in grown.transcriber.calls) >= 12 and grown.buffer_s >= 5.0
