@@ -5,8 +5,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from models.streaming_asr import StreamingASR, StreamingSettings
 from capture.vad import SpeechSegment
+from models.streaming_asr import StreamingASR, StreamingSettings
 from models.transcriber import SAMPLE_RATE, TranscriberSettings, WindowHypothesis, Word
 
 POLICY = StreamingSettings(vad="off", min_chunk_s=0.25, commit_guard_s=0.2, confident_prob=0.8, confident_lookahead_s=0.3,
@@ -26,11 +26,13 @@ class ScriptedTranscriber:
 
     def decode_window(self, audio, **kw) -> WindowHypothesis:
         self.calls.append(kw)
-        n = len(self.calls) - 1
-        words = self.script[min(n, len(self.script) - 1)]
         prefix_words = len(kw.get("prefix_tokens", ()))  # one token per scripted word: skip the committed ones
-        new = tuple(Word(f" {t}", s, e, p, (i,)) for i, (t, s, e, p) in enumerate(words))[prefix_words:]
+        new = tuple(Word(f" {t}", s, e, p, (i,)) for i, (t, s, e, p) in enumerate(self.heard(audio, kw)))[prefix_words:]
         return WindowHypothesis(new, -0.2, 0.01, 1.2, False, 0.01)
+
+    def heard(self, audio, kw) -> list[tuple[str, float, float, float]]:
+        """The words this decode hears, the committed ones included: the next scripted hypothesis."""
+        return self.script[min(len(self.calls) - 1, len(self.script) - 1)]
 
 
 def run(script, settings=POLICY, seconds: float = 3.0, step_s: float = 0.25) -> tuple[StreamingASR, list]:
@@ -199,12 +201,10 @@ class TimedTranscriber(ScriptedTranscriber):
         super().__init__([])
         self.words = words
 
-    def decode_window(self, audio, **kw) -> WindowHypothesis:
-        self.calls.append(kw)
+    def heard(self, audio, kw) -> list[tuple[str, float, float, float]]:
         start_s = kw["time_offset_s"]
-        heard = [Word(f" {t}", s, e, 0.95, (i,)) for i, (t, s, e) in enumerate(self.words)
-                 if s >= start_s - 1e-6 and e <= start_s + len(audio) / SAMPLE_RATE]
-        return WindowHypothesis(tuple(heard[len(kw.get("prefix_tokens", ())) :]), -0.2, 0.01, 1.2, False, 0.01)
+        end_s = start_s + len(audio) / SAMPLE_RATE
+        return [(t, s, e, 0.95) for t, s, e in self.words if s >= start_s - 1e-6 and e <= end_s]
 
 
 def test_a_long_utterance_keeps_only_the_last_committed_words_in_the_buffer():
