@@ -70,7 +70,10 @@ more clips, read back to back (0.12 s apart: 6 streams, 66 s), showed it: median
 per audio s. keep_committed_s 3 / 2: 0.71 / 0.68 s, p95 2.14 / 1.85 s, 0.47 CPU s per audio s, WER 5.4 / 4.8 %
 (offline 7.0 %); on all 128 clips keep_committed_s 1 cost words (noisy Common Voice clips misheard with 1 s of
 context: WER 18.9 %, offline 16.6 %), 3 and 2 did not: 2 gave WER 16.9 % (offline 16.4 %), median 0.56 s,
-p95 1.46 s, 0.33 CPU s per audio s (the defaults).
+p95 1.46 s, 0.33 CPU s per audio s. But the browser page test's espeak-ng sentence ("Hello, can you help me with
+my homework?") then read "my own work" in most runs (a cut took "Hello," away just before the last word was
+decoded; it also failed, less often, with the cut and without the tighter sampling budget): keep_committed_s
+is off by default until that is understood.
 """
 from __future__ import annotations
 
@@ -107,7 +110,9 @@ class StreamingSettings:
     # words leave the buffer and become the prompt. A decode costs more the longer its buffer (the encoder reads
     # all of it; the prefix is forced one decoder step per token), so this bounds the cost in long utterances
     # without pauses or sentence ends. 0: off (the buffer is cut only at sentence ends and at max_window_s).
-    keep_committed_s: float = 2.0
+    # Off by default for now: at 2 s (with the tighter sampling budget) all bench.asr targets were met, but the
+    # browser page test's espeak-ng sentence then read "my own work" for "my homework" in most runs (issue 20).
+    keep_committed_s: float = 0.0
     prompt_chars: int = 200  # how much earlier committed text is the decoder's prompt
     vad: str = "auto"  # voice activity detector: "silero", "energy", "auto" (silero, else energy), "off"
     commit_guard_s: float = 0.2  # never commit a word ending this close to the newest audio (it may be cut off)
@@ -343,11 +348,9 @@ class StreamingASR:
         before = self._committed[: len(self._committed) - len(self._buffer_words)]
         prompt = "".join(w.text for w in before)[-self.settings.prompt_chars :]
         prefix = [t for w in self._buffer_words for t in w.tokens]
-        # The sampled tokens only cover the audio after the committed words: 8 a second of it, and room for punctuation
-        # (a bound on beams that ramble on before the best one is found, not on speech: about 4 a second).
         hyp = self.transcriber.decode_window(
             self._audio, time_offset_s=self._buffer_start_s, prompt=prompt, prefix_tokens=prefix, language=self._language,
-            beam_size=self.settings.beam_size, max_new_tokens=int(8 * (self._stream_end_s - self._open_from_s)) + 8,
+            beam_size=self.settings.beam_size,
         )
         self._decoded_until_s = self._stream_end_s
         self._decodes += 1

@@ -221,8 +221,6 @@ def test_a_long_utterance_keeps_only_the_last_committed_words_in_the_buffer():
     assert late and max(len(c["prefix_tokens"]) for c in calls) <= 5  # ~1 s of committed words (0.3 s each) + 1
     assert any(c["prompt"].strip().startswith("w0 w1 w2") for c in late)  # the words cut away are the prompt
     assert kept.buffer_s <= 2.5
-    # sampled tokens are bounded by the audio after the committed words, not by the whole buffer
-    assert all(c["max_new_tokens"] <= 8 * 2.0 + 8 for c in late)
     grown = StreamingASR(TimedTranscriber(said), replace(settings, keep_committed_s=0.0))
     decode_times(grown, 5.5)
     assert max(len(c["prefix_tokens"]) for c in grown.transcriber.calls) >= 12 and grown.buffer_s >= 5.0
