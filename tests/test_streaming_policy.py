@@ -209,18 +209,23 @@ class TimedTranscriber(ScriptedTranscriber):
 
 def test_a_long_utterance_keeps_only_the_last_committed_words_in_the_buffer():
     # 20 words back to back over 6 s, no pause, no sentence end: without keep_committed_s the buffer and the forced
-    # prefix grow with every word (each decode costs more); with it, older words leave the buffer for the prompt.
+    # prefix grow with every word (each decode costs more); with it, once the buffer holds keep_committed_from_s,
+    # older words leave it for the prompt. Before that (a short utterance) every word stays.
     said = [(f"w{i}", 0.3 * i, 0.3 * i + 0.3) for i in range(20)]
-    settings = replace(POLICY, confident_prob=1.1, min_chunk_s=0.2, keep_committed_s=1.0)
+    settings = replace(POLICY, confident_prob=1.1, min_chunk_s=0.2, keep_committed_s=1.0, keep_committed_from_s=2.0)
     kept = StreamingASR(TimedTranscriber(said), settings)
     decode_times(kept, 7.0)
     kept.finish()
     assert committed_words(kept) == [t for t, _, _ in said]  # nothing lost or repeated at the cuts
     calls = kept.transcriber.calls
     late = [c for c in calls if c["time_offset_s"] > 0]
-    assert late and max(len(c["prefix_tokens"]) for c in calls) <= 5  # ~1 s of committed words (0.3 s each) + 1
+    assert late and max(len(c["prefix_tokens"]) for c in calls) <= 8  # at most ~2 s of committed words (0.3 s each)
+    assert all(len(c["prefix_tokens"]) <= 5 for c in late[1:])  # after a cut: ~1 s of committed words + 1
     assert any(c["prompt"].strip().startswith("w0 w1 w2") for c in late)  # the words cut away are the prompt
     assert kept.buffer_s <= 2.5
     grown = StreamingASR(TimedTranscriber(said), replace(settings, keep_committed_s=0.0))
     decode_times(grown, 5.5)
     assert max(len(c["prefix_tokens"]) for c in grown.transcriber.calls) >= 12 and grown.buffer_s >= 5.0
+    short = StreamingASR(TimedTranscriber(said[:6]), settings)  # 1.8 s of words: under keep_committed_from_s
+    decode_times(short, 1.9)
+    assert len(short.committed_words) >= 4 and short.buffer_s >= 1.85  # all its audio kept (at 0: cut to ~1.3 s)
