@@ -133,6 +133,7 @@ class StreamDriver:
         self.clock = clock
         self._lock = lock if lock is not None else nullcontext()
         self._cost = time.process_time if clock == "cpu" else time.perf_counter
+        asr.cost_clock = self._cost  # decode_share spaces decodes by their cost on this clock, not always wall time
         self._virtual_s = 0.0
         self._origin: float | None = None  # monotonic time of stream second 0 (live clock)
         self._first_seen_s: dict[int, float] = {}  # decode number -> clock when its call started

@@ -225,7 +225,10 @@ class StreamingASR:
         self._committed: list[Word] = []
         self._language: str | None = transcriber.language
         self._decodes = 0  # decodes so far in this stream
-        self._last_decode_s = 0.0  # what the latest decode cost (wall time): sets decode_interval_s
+        self._last_decode_s = 0.0  # what the latest decode cost (on cost_clock): sets decode_interval_s
+        # What a decode's cost is measured with (decode_share spaces decodes by it): wall time live; a replay on a
+        # CPU-time clock sets time.process_time, so that its decodes fall at the same points whatever the load.
+        self.cost_clock = time.perf_counter
         self._reset_stream()
 
     # ---- the three calls -----------------------------------------------------------------
@@ -270,8 +273,9 @@ class StreamingASR:
             return self._flush("pause")
         if self._stream_end_s - self._decoded_until_s < self.decode_interval_s:
             return self._update((), (), decoded=False, compute_s=0.0)
+        started = self.cost_clock()
         hyp = self._decode()
-        self._last_decode_s = hyp.compute_s
+        self._last_decode_s = self.cost_clock() - started
         new = self._heard(hyp.words)
         if new and self._last_speech_s - new[-1].end_s >= s.stop_gap_s:
             new = new[:-1]

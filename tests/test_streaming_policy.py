@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from capture.vad import SpeechSegment
 from models.streaming_asr import StreamingASR, StreamingSettings
@@ -125,10 +126,24 @@ def test_a_sentence_end_at_the_edge_of_the_hypothesis_waits_for_what_follows():
 
 
 class SlowTranscriber(ScriptedTranscriber):
-    """Each decode reports 0.3 s of compute (what decode_share spaces decodes by)."""
+    """Each decode costs 0.3 s on `clock` (what decode_share spaces decodes by: slow_asr makes it the stream's)."""
+
+    def __init__(self, script):
+        super().__init__(script)
+        self.clock_s = 0.0
+
+    def clock(self) -> float:
+        return self.clock_s
 
     def decode_window(self, audio, **kw) -> WindowHypothesis:
+        self.clock_s += 0.3
         return replace(super().decode_window(audio, **kw), compute_s=0.3)
+
+
+def slow_asr(script, settings: StreamingSettings) -> StreamingASR:
+    asr = StreamingASR(SlowTranscriber(script), settings)
+    asr.cost_clock = asr.transcriber.clock
+    return asr
 
 
 def decode_times(asr: StreamingASR, seconds: float) -> list[float]:
@@ -142,20 +157,20 @@ def decode_times(asr: StreamingASR, seconds: float) -> list[float]:
 
 
 def test_a_costly_decode_spaces_out_the_next_ones():
-    asr = StreamingASR(SlowTranscriber([[("hello", 0.0, 0.4, 0.9)]]), replace(POLICY, min_chunk_s=0.2, decode_share=0.5))
+    asr = slow_asr([[("hello", 0.0, 0.4, 0.9)]], replace(POLICY, min_chunk_s=0.2, decode_share=0.5))
     decoded_at = decode_times(asr, 4.0)
     gaps = np.diff(decoded_at)
     assert len(decoded_at) >= 5 and gaps.min() >= 0.6 - 1e-6  # 0.3 s of decoding per 0.6 s of audio, not per 0.2 s
-    assert asr.decode_interval_s == 0.6
+    assert asr.decode_interval_s == pytest.approx(0.6)
 
 
 def test_a_doubted_word_is_decoded_again_soon_however_costly():
     # "hello" at p 0.3 needs unsure_decodes agreeing decodes: the share does not space those out
-    asr = StreamingASR(SlowTranscriber([[("hello", 0.0, 0.4, 0.3), ("there", 0.5, 3.9, 0.3)]]),
-                       replace(POLICY, min_chunk_s=0.2, decode_share=0.5, confident_prob=1.1))
+    asr = slow_asr([[("hello", 0.0, 0.4, 0.3), ("there", 0.5, 3.9, 0.3)]],
+                   replace(POLICY, min_chunk_s=0.2, decode_share=0.5, confident_prob=1.1))
     decoded_at = decode_times(asr, 2.0)
     # every min_chunk_s (0.2 s, or the next 0.1 s chunk after it), not every 0.6 s as for a sure word
-    assert np.diff(decoded_at).max() <= 0.3 + 1e-6 and len(decoded_at) >= 8 and asr.decode_interval_s == 0.2, decoded_at
+    assert np.diff(decoded_at).max() <= 0.3 + 1e-6 and len(decoded_at) >= 8 and asr.decode_interval_s == pytest.approx(0.2), decoded_at
 
 
 class ScriptedVad:
