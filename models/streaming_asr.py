@@ -359,7 +359,8 @@ class StreamingASR:
         prefix = [t for w in self._buffer_words for t in w.tokens]
         hyp = self.transcriber.decode_window(
             self._audio, time_offset_s=self._buffer_start_s, prompt=prompt, prefix_tokens=prefix, language=self._language,
-            beam_size=self.settings.beam_size,
+            # 8 tokens a second of the open (uncommitted) audio: the committed words are forced, not sampled
+            beam_size=self.settings.beam_size, max_new_tokens=int(8 * (self._stream_end_s - self._open_from_s)) + 8,
         )
         self._decoded_until_s = self._stream_end_s
         self._decodes += 1

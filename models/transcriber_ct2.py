@@ -91,7 +91,9 @@ class CT2Engine:
             features,
             [initial],
             beam_size=beam_size,
-            max_length=len(initial) + sample_len,
+            # CTranslate2 caps the steps after the prompt (prefix included) at half of max_length: room for
+            # exactly sample_len sampled tokens after the prefix, as openai-whisper's sample_len.
+            max_length=max(2 * (len(prefix) + sample_len), len(initial) + sample_len - 1),
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=not prefix,  # as openai-whisper: only the first sampled token of the text

@@ -212,3 +212,25 @@ def test_confidence_separates_speech_from_gibberish(reference, spoken):
     assert good and min(s.confidence.confidence for s in good) > 0.8
     assert not any(s.confidence.hallucinated for s in good)
     assert all(s.confidence.confidence < 0.5 and s.confidence.hallucinated for s in bad), [s.text for s in bad]
+
+
+@pytest.mark.slow
+def test_ct2_samples_up_to_sample_len_tokens_after_a_long_prefix(spoken):
+    # CTranslate2 caps the decoder steps after the prompt, prefix included, at half its max_length: a long forced
+    # prefix with the raw budget left no room at all for the words after it (the stream's last words were lost).
+    import torch.nn.functional as F
+    import whisper
+
+    t = load_transcriber("ct2")
+    audio = load(spoken(SENTENCES[0]))
+    tokenizer = t.tokenizer("en")
+    mel = whisper.log_mel_spectrogram(audio, t.engine.n_mels)
+    features = t.engine.encode(F.pad(mel, (0, 3000 - mel.shape[-1]))[None])
+    text = tokenizer.encode(" " + SENTENCES[0])
+    prefix = text[:7]  # "My brother likes to read books about"
+    for prompt in ("", "Earlier words said before this sentence."):
+        few, _, _ = t.engine.generate(features, tokenizer, prompt=prompt, prefix=prefix, sample_len=3, beam_size=3)
+        assert len(few) == 3, tokenizer.decode(few)  # mid-sentence: exactly the budget, not less
+        rest, _, _ = t.engine.generate(features, tokenizer, prompt=prompt, prefix=prefix, sample_len=40, beam_size=3)
+        rest = [x for x in rest if x < tokenizer.eot]
+        assert overlap(tokenizer.decode(rest), "history and science") >= 0.6, tokenizer.decode(rest)
