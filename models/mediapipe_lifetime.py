@@ -68,8 +68,3 @@ class TaskCloser:
 def close_with(owner: object, task: Any) -> TaskCloser:
     """Tie `task`'s close to `owner`: call the result from `owner.close()`; if `owner` is collected, it is closed too."""
     return TaskCloser(owner, task)
-
-
-def pending_closes() -> int:
-    """Tasks queued by collected owners and not yet closed (for tests)."""
-    return _to_close.qsize()

@@ -60,7 +60,7 @@ def test_threads_sharing_one_landmarker_get_the_serial_answers(shared_sign):
 
 
 COLLECT_INSIDE_SUBMIT = r'''
-import concurrent.futures._base as base, gc, sys, time
+import concurrent.futures._base as base, gc, time
 import numpy as np
 from models.hands import load_hand_landmarks, HandSettings
 
@@ -91,7 +91,7 @@ print("closed without deadlock")
 '''
 
 
-def test_an_owner_collected_inside_a_mediapipe_call_closes_its_task_without_deadlock(tmp_path):
+def test_an_owner_collected_inside_a_mediapipe_call_closes_its_task_without_deadlock():
     """The CI hang of a deploy test: the collector ran inside ThreadPoolExecutor.submit (which holds a process-wide
     lock), freed an old hand landmarker's owner, and its close called submit again. Forced here deterministically;
     before models/mediapipe_lifetime.py queued such closes, this script never finished."""
